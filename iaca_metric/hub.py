@@ -1,0 +1,237 @@
+"""Loading and checking IACA weights: local folders, the Hugging Face Hub, and the embedded default.
+
+Rules (they protect users from silent wrong scores and from code execution):
+
+* weights come from ``model.safetensors`` only; pickle files (``*.bin``, ``*.pt``, ``*.pth``, ``*.ckpt``)
+  found on the hub or in a folder are refused with a pointer to ``iaca-metric convert``, which reads
+  them locally with ``torch.load(weights_only=True)``;
+* every key and every shape must match the architecture named in ``config.json`` (strict);
+* every failure is a :class:`WeightsError` that says what is missing and how to get the weights offline.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import IACAMetric
+
+__all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "default_model_dir", "read_config", "sha256_file",
+           "load_safetensors", "check_state_dict", "load_weights_file", "load_pretrained"]
+
+DEFAULT_MODEL_NAME = "iaca-lite-sice"
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+
+_OFFLINE_HINT = (
+    "To use weights offline: on a machine with access, run "
+    "`huggingface-cli download {repo} --local-dir DIR` (or copy the folder holding model.safetensors and "
+    "config.json), then `IACAMetric.from_pretrained('DIR')`; or populate the Hugging Face cache and set "
+    "HF_HUB_OFFLINE=1."
+)
+
+
+class WeightsError(RuntimeError):
+    """Weights or their config could not be found, read or matched to the architecture."""
+
+
+# ---------------------------------------------------------------------------------------------- files
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_model_dir() -> Path:
+    """Folder of the embedded default model (``weights/iaca-lite-sice`` in the source tree, installed
+    as the ``iaca_metric._weights`` package data)."""
+    candidates = []
+    try:
+        from importlib.resources import files
+
+        candidates.append(Path(str(files("iaca_metric._weights"))) / DEFAULT_MODEL_NAME)
+    except (ModuleNotFoundError, TypeError):
+        pass
+    candidates.append(Path(__file__).resolve().parent.parent / "weights" / DEFAULT_MODEL_NAME)
+    for c in candidates:
+        if (c / WEIGHTS_FILE).is_file() and (c / CONFIG_FILE).is_file():
+            return c
+    raise WeightsError(
+        f"the embedded default model ({DEFAULT_MODEL_NAME}) is not part of this installation "
+        f"(looked in: {', '.join(str(c) for c in candidates)}). Reinstall iaca-metric, or load weights "
+        "explicitly with IACAMetric.from_pretrained(<folder or hub repo>) and pass model=... ."
+    )
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a model ``config.json``: valid JSON object with a known ``arch``."""
+    from .backbones import BACKBONES
+    from .model import ILLUMINATION_SOURCES
+
+    try:
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: config.json is missing; every weight folder needs one (arch, illumination, "
+                           "MOS mapping). `iaca-metric convert` writes it.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path}: config.json is not valid JSON ({exc}).") from None
+    if not isinstance(cfg, dict) or "arch" not in cfg:
+        raise WeightsError(f"{path}: config.json has no 'arch' field; expected one of {sorted(BACKBONES)}.")
+    if cfg["arch"] not in BACKBONES:
+        raise WeightsError(f"{path}: unknown arch {cfg['arch']!r} in config.json; this version of iaca-metric "
+                           f"supports {sorted(BACKBONES)}. Upgrade iaca-metric or fix the config.")
+    cfg.setdefault("illumination", "image")
+    if cfg["illumination"] not in ILLUMINATION_SOURCES:
+        raise WeightsError(f"{path}: unknown illumination {cfg['illumination']!r}; expected one of "
+                           f"{ILLUMINATION_SOURCES}.")
+    return cfg
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Read a safetensors file; a truncated or corrupt file is a :class:`WeightsError`."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.suffix in PICKLE_SUFFIXES:
+        raise WeightsError(f"{path}: pickle checkpoints are not loaded directly (they can run code). "
+                           f"Convert it: `iaca-metric convert {path} OUT_DIR`.")
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found.")
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{path}: not a readable safetensors file, probably truncated or corrupt ({exc}). "
+                           "Delete it and download it again (force_download=True).") from None
+
+
+def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Strict check: same key set and same shapes as ``model``; names every offending key."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or mismatched:
+        def fmt(items: list[str]) -> str:
+            return ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {fmt(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {fmt(unexpected)}")
+        if mismatched:
+            parts.append(f"shape mismatches: {fmt(mismatched)}")
+        raise WeightsError(f"{source}: weights do not match the {getattr(model, 'arch', '?')} architecture; "
+                           + "; ".join(parts) + ". Check config.json's arch, or re-convert the checkpoint.")
+
+
+def load_weights_file(model: "IACAMetric", path: str | os.PathLike, *, source: str,
+                      revision: str | None = None) -> "IACAMetric":
+    """Load ``model.safetensors`` at ``path`` into ``model`` (strict) and record its provenance."""
+    state = load_safetensors(path)
+    check_state_dict(model, state, str(path))
+    model.load_state_dict(state, strict=True)
+    model.weights_info = {"source": source, "revision": revision, "sha256": sha256_file(path), "path": str(path)}
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- hub
+def _hub_download(repo_id: str, filename: str, **kw: Any) -> str:
+    """hf_hub_download with every failure turned into a WeightsError that says what and how to fix."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError, RemoteEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError, HFValidationError)
+
+    hint = _OFFLINE_HINT.format(repo=repo_id)
+    rev = kw.get("revision") or "main"
+    try:
+        return hf_hub_download(repo_id=repo_id, filename=filename, **kw)
+    except RevisionNotFoundError:
+        raise WeightsError(f"revision {rev!r} of hub repo {repo_id!r} does not exist. Check the branch, tag or "
+                           "commit sha.") from None
+    except RepositoryNotFoundError:
+        raise WeightsError(f"hub repo {repo_id!r} not found (or private: pass token=...). "
+                           f"If you meant a local folder, it does not exist. {hint}") from None
+    except RemoteEntryNotFoundError:
+        raise WeightsError(f"hub repo {repo_id!r} (revision {rev!r}) has no file {filename!r}.") from None
+    except LocalEntryNotFoundError:
+        raise WeightsError(f"could not get {filename!r} of hub repo {repo_id!r} (revision {rev!r}): the hub "
+                           "is unreachable or offline mode is on, and the file is not in the local cache. "
+                           f"{hint}") from None
+    except HFValidationError as exc:
+        raise WeightsError(f"{repo_id!r} is neither an existing local folder nor a valid hub repo id "
+                           f"({exc}).") from None
+    except (HfHubHTTPError, OSError) as exc:
+        raise WeightsError(f"downloading {filename!r} of hub repo {repo_id!r} failed ({type(exc).__name__}: "
+                           f"{exc}). {hint}") from None
+
+
+def _refuse_pickle_only(listing: list[str], where: str) -> None:
+    pickles = [f for f in listing if f.endswith(PICKLE_SUFFIXES)]
+    if WEIGHTS_FILE not in listing:
+        if pickles:
+            raise WeightsError(
+                f"{where} has only pickle checkpoints ({', '.join(pickles)}); iaca-metric loads safetensors "
+                "only, because unpickling can run arbitrary code. Download the file and run "
+                "`iaca-metric convert FILE OUT_DIR` (it reads it with torch.load(weights_only=True)), then "
+                "load OUT_DIR.")
+        raise WeightsError(f"{where} has no {WEIGHTS_FILE}.")
+
+
+def load_pretrained(cls: type["IACAMetric"], model_id: str, *, revision: str | None = None,
+                    cache_dir: str | os.PathLike | None = None, local_files_only: bool = False,
+                    force_download: bool = False, token: str | bool | None = None,
+                    map_location: str | torch.device = "cpu") -> "IACAMetric":
+    """Implementation of :meth:`IACAMetric.from_pretrained`."""
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        _refuse_pickle_only([p.name for p in local.iterdir()], f"folder {local}")
+        cfg = read_config(local / CONFIG_FILE)
+        weights, source, commit = local / WEIGHTS_FILE, f"local folder {local.resolve()}", None
+    else:
+        if local.suffix or model_id.startswith((".", "/", "~")):
+            raise WeightsError(f"{model_id!r}: no such folder. Pass a folder holding model.safetensors + "
+                               "config.json, or a hub repo id like 'org/name'.")
+        kw = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                  force_download=force_download, token=token)
+        cfg_path = _hub_download(model_id, CONFIG_FILE, **kw)
+        cfg = read_config(cfg_path)
+        try:
+            weights = Path(_hub_download(model_id, WEIGHTS_FILE, **kw))
+        except WeightsError as exc:
+            if "has no file" not in str(exc):
+                raise
+            listing = _remote_listing(model_id, revision, token)
+            if any(f.endswith(PICKLE_SUFFIXES) for f in listing):
+                _refuse_pickle_only(listing, f"hub repo {model_id!r}")
+            raise
+        # The snapshot folder name is the commit sha that was resolved (cache layout: snapshots/<sha>/).
+        commit = weights.parent.name if len(weights.parent.name) == 40 else revision
+        source = f"hub repo {model_id}"
+    model = cls(arch=cfg["arch"], illumination=cfg["illumination"],
+                mos_scale=cfg.get("mos_scale", 1.0), mos_offset=cfg.get("mos_offset", 0.0),
+                mos_range=tuple(cfg.get("mos_range", (0.0, 1.0))))
+    load_weights_file(model, weights, source=source, revision=commit)
+    model._hub_mixin_config = model.config_dict()
+    return model.to(map_location).eval()
+
+
+def _remote_listing(repo_id: str, revision: str | None, token: str | bool | None) -> list[str]:
+    """File names of a hub repo, to tell 'only pickles here' apart from 'no weights at all'."""
+    try:
+        from huggingface_hub import HfApi
+
+        return list(HfApi().list_repo_files(repo_id, revision=revision, token=token))
+    except Exception:  # the listing is only used to improve an error message
+        return []

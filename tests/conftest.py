@@ -1,0 +1,32 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+try:
+    from hub_server import HubServer, point_hub_at
+except ImportError:  # e.g. --import-mode=importlib does not put tests/ on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from hub_server import HubServer, point_hub_at
+
+
+@pytest.fixture
+def hub_server(tmp_path):
+    """A started HubServer (127.0.0.1, ephemeral port) with repos under tmp_path/"hub".
+
+    huggingface_hub is NOT pointed at it: call ``point_hub_at(monkeypatch, hub_server.url)``
+    or use the ``hub_endpoint`` fixture.
+    """
+    server = HubServer(tmp_path / "hub")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def hub_endpoint(hub_server, monkeypatch):
+    """Like ``hub_server`` but with the in-process huggingface_hub pointed at it."""
+    point_hub_at(monkeypatch, hub_server.url)
+    return hub_server
