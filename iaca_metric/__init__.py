@@ -13,3 +13,9 @@ from .model import IACAMetric, IACAOutput  # noqa: E402
 from .hub import WeightsError  # noqa: E402
 
 __all__ = ["__version__", "IACAMetric", "IACAOutput", "WeightsError"]
+
+from .api import score  # noqa: E402
+from .loss import IACALoss  # noqa: E402
+from .inputs import InputError  # noqa: E402
+
+__all__ += ["score", "IACALoss", "InputError"]

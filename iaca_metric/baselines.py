@@ -119,7 +119,9 @@ def colourfulness_score(img: ImageLike) -> torch.Tensor:
 def _safe_sqrt(v: torch.Tensor) -> torch.Tensor:
     """sqrt with a zero (not NaN) gradient at 0, e.g. for grey images."""
     pos = v > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, v, torch.ones_like(v))), torch.zeros_like(v))
+    # the inner where keeps sqrt away from 0 so its gradient there is not inf * 0
+    root = torch.sqrt(torch.where(pos, v, torch.ones_like(v)))
+    return torch.where(pos, root, torch.zeros_like(v))
 
 
 def contrast_score(img: ImageLike) -> torch.Tensor:
@@ -194,7 +196,10 @@ def loe_score(img: ImageLike, low: ImageLike) -> torch.Tensor:
     return out
 
 
-def _ignore_low(fn: Callable[[ImageLike], torch.Tensor]) -> Callable[[ImageLike, ImageLike], torch.Tensor]:
+def _ignore_low(
+    fn: Callable[[ImageLike], torch.Tensor],
+) -> Callable[[ImageLike, ImageLike], torch.Tensor]:
+    """Adapt a one-argument score to the registry signature ``fn(img, low)``."""
     def wrapped(img: ImageLike, low: ImageLike | None = None) -> torch.Tensor:
         return fn(img)
 

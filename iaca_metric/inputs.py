@@ -374,7 +374,9 @@ def _fix_channels(t: torch.Tensor, grayscale: str, name: str) -> torch.Tensor:
 
 def _check_spatial(t: torch.Tensor, name: str) -> None:
     if t.shape[0] == 0:
-        raise InputError(f"{name} is an empty batch (shape {tuple(t.shape)}); pass at least one image")
+        raise InputError(
+            f"{name} is an empty batch (shape {tuple(t.shape)}); pass at least one image"
+        )
     if t.shape[-1] == 0 or t.shape[-2] == 0:
         raise InputError(f"{name} has zero height or width (shape {tuple(t.shape)})")
 

@@ -197,6 +197,9 @@ class IACAMetric(
                dr: nn.Module, taps: dict[str, torch.Tensor] | None, tag: str) -> torch.Tensor:
         w = getw(F.adaptive_max_pool2d(illum, feat.shape[-2:]))
         x = feat * w  # (N,1,h,w) broadcasts over channels, as the release's repeat() does
+        # Pooling statistics in at least float32: under fp16/bf16 autocast E[x^2] - E[x]^2 cancels
+        # catastrophically (and x^2 can overflow fp16), which would give NaN or zero std.
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         mean = x.mean(dim=(2, 3))
         # std as sqrt(relu(E[x^2] - E[x]^2)): the release's formula; relu guards rounding below 0.
         # The tiny clamp only changes the gradient at exactly zero variance (sqrt'(0) = inf).

@@ -196,7 +196,9 @@ def ssim(
     """
     _check_window(kernel_size, sigma)
     X, Y = _prepare(x, y, data_range)
-    check_min_size(X, kernel_size, name="x", purpose=f"SSIM with a {kernel_size}x{kernel_size} window")
+    check_min_size(
+        X, kernel_size, name="x", purpose=f"SSIM with a {kernel_size}x{kernel_size} window"
+    )
     win = _gaussian_1d(kernel_size, sigma, X.dtype, X.device)
     ssim_map, _ = _ssim_maps(X, Y, win, k1**2, k2**2)
     return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)

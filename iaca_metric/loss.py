@@ -1,0 +1,76 @@
+"""IACALoss: the IACA quality model as a differentiable training loss for enhancement networks."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .api import default_model, prepare_inputs
+from .inputs import InputError
+from .model import IACAMetric
+
+__all__ = ["IACALoss"]
+
+
+class IACALoss(nn.Module):
+    """Negative IACA score: lower is better, differentiable with respect to the images.
+
+    Usage in a training loop::
+
+        criterion = IACALoss()                       # embedded IACA-Lite, frozen
+        loss = criterion(enhancer(low), low) + 0.1 * l1(enhancer(low), low)
+
+    Args:
+        model: any :class:`IACAMetric`; default: the embedded IACA-Lite model.
+        reduction: "mean" | "sum" | "none" over the batch ("none" gives shape (N,)).
+        data_range: value of full white of the inputs (1.0 for [0, 1] tensors).
+
+    Inputs: ``img`` (N, 3, H, W) float in [0, data_range], H, W >= 32; ``ref`` (optional) the low-light
+    inputs, same shape. Both are validated on every call (NaN/Inf, range, shape), so an enhancer that
+    drifts out of range fails loudly instead of being rewarded for it.
+
+    The quality model is frozen (``requires_grad=False``) and always in eval mode: its BatchNorm uses
+    running statistics even when the surrounding module is put in ``train()`` mode. It is deliberately
+    not registered as a submodule, so it stays out of your ``parameters()`` and ``state_dict()``; it
+    follows the device and dtype of the images at call time. Works under ``torch.autocast`` (bf16/fp16):
+    the pooling statistics are computed in float32 inside the model.
+    """
+
+    def __init__(self, model: IACAMetric | None = None, reduction: str = "mean", data_range: float = 1.0) -> None:
+        super().__init__()
+        if reduction not in ("mean", "sum", "none"):
+            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        self.reduction = reduction
+        self.data_range = float(data_range)
+        m = model if model is not None else IACAMetric()
+        m.eval().requires_grad_(False)
+        self._holder = [m]  # a list hides it from nn.Module registration (see class docstring)
+
+    @property
+    def model(self) -> IACAMetric:
+        return self._holder[0]
+
+    def _model_for(self, x: torch.Tensor) -> IACAMetric:
+        m = self._holder[0]
+        p = next(m.parameters())
+        # Under autocast keep float32 weights (autocast casts per op); otherwise match the input dtype.
+        dtype = p.dtype if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+        if p.device != x.device or p.dtype != dtype:
+            m = m.to(device=x.device, dtype=dtype)
+            self._holder[0] = m
+        return m.eval()
+
+    def forward(self, img: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
+        if not isinstance(img, torch.Tensor) or (ref is not None and not isinstance(ref, torch.Tensor)):
+            raise InputError("IACALoss takes torch tensors (N, 3, H, W); use iaca_metric.score for files/arrays")
+        if not img.is_floating_point():
+            raise InputError(f"IACALoss needs a float tensor to differentiate, got {img.dtype}")
+        model = self._model_for(img)
+        imgs, refs, _ = prepare_inputs(model, img, ref, self.data_range)
+        x = torch.cat(imgs) if len(imgs) > 1 else imgs[0]
+        r = (torch.cat(refs) if len(refs) > 1 else refs[0]) if refs is not None else None
+        loss = -model(x, r)
+        if self.reduction == "mean":
+            return loss.mean()
+        if self.reduction == "sum":
+            return loss.sum()
+        return loss

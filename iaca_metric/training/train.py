@@ -1,0 +1,437 @@
+"""Training IACA models: ``iaca-metric train`` (or ``python -m iaca_metric.training.train``).
+
+Two recipes:
+
+``cached`` (CPU, the recipe of the shipped IACA-Lite): the ImageNet backbone is frozen up to its
+stride-16 tap (``--freeze stride16``; the late stage and all heads train) or up to both taps
+(``--freeze stride32``; heads only). Frozen features of every image are computed once and cached on disk
+per scene, so each epoch only runs the trainable part. Batches hold whole scenes; the norm-in-norm loss
+(p=1, q=2, head weights 0.1/0.1/1) is taken within each scene, because scores are within-scene win rates.
+The low-light input feeds the illumination map; with probability ``--p-no-ref`` it is withheld and the
+image's own max-RGB map is used, so the model also scores without it.
+
+``finetune`` (GPU, e.g. the paper's ResNeXt-101 on SQUARE-LOL): the whole network trains on random
+224x224 crops with horizontal flips, batch-level norm-in-norm, as in the release.
+
+Both are seeded and resumable (``RUN/last.pt`` after each epoch; rerunning the same command continues),
+log one JSON line per epoch to ``RUN/train.log``, keep the best validation model (median within-scene
+SRCC) in ``RUN/best/`` as a hub-ready folder.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import IACAMetric
+from .datasets import Record, group_indices, read_sice_index, read_squarelol
+from .norm_in_norm import HEAD_WEIGHTS, iaca_training_loss, norm_in_norm
+
+__all__ = ["main", "train", "within_group_srcc", "spearman", "cache_group_features"]
+
+
+def _progress(iterable: Iterable, **kw):
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kw)
+    except ImportError:  # tqdm is in the train extra; without it, no bar
+        return iterable
+
+
+# --------------------------------------------------------------------------------------------- metrics
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x), dtype=np.float64)
+    xs = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j)
+        i = j + 1
+    return ranks
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
+    return float((ra * rb).sum() / den) if den > 0 else 0.0
+
+
+def within_group_srcc(pred: Sequence[float], target: Sequence[float], groups: Sequence[str]) -> float:
+    """Median over groups of Spearman's rho between predictions and targets within the group."""
+    by: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    p, t = np.asarray(pred, float), np.asarray(target, float)
+    vals = [spearman(p[idx], t[idx]) for idx in by.values() if len(idx) > 2]
+    return float(np.median(vals)) if vals else float("nan")
+
+
+# --------------------------------------------------------------------------------------------- images
+def load_rgb(path: Path, size: int | None = None) -> torch.Tensor:
+    """(3, H, W) float32 in [0, 1]; optional resize of the shorter side to ``size`` (antialiased)."""
+    from ..inputs import load_image
+
+    x = load_image(path)
+    if size is not None and min(x.shape[-2:]) != size:
+        h, w = x.shape[-2:]
+        s = size / min(h, w)
+        x = F.interpolate(x[None], size=(round(h * s), round(w * s)), mode="bilinear", antialias=True,
+                          align_corners=False)[0].clamp(0, 1)
+    return x
+
+
+# --------------------------------------------------------------------------------------------- caching
+def _group_key(group: str) -> str:
+    return hashlib.sha1(group.encode()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def cache_group_features(model: IACAMetric, records: list[Record], indices: list[int], freeze: str,
+                         size: int | None) -> dict[str, torch.Tensor]:
+    """Frozen features of one scene. Returns float16 ``f16`` (n, C16, h, w) and, for freeze='stride32',
+    ``f32``; float32 illumination maps at the stride-16 resolution: ``illum_img`` (n, 1, h, w) from each
+    image and ``illum_low`` (n, 1, h, w) from its low-light input (the image's own map when it has none)."""
+    imgs = torch.stack([load_rgb(records[i].image, size) for i in indices])
+    f16 = model.features.to_stride16(imgs)
+    out = {"f16": f16.half()}
+    if freeze == "stride32":
+        out["f32"] = model.features.stride16_to_stride32(f16).half()
+    hw = f16.shape[-2:]
+    out["illum_img"] = F.adaptive_max_pool2d(imgs.amax(1, keepdim=True), hw)
+    lows = []
+    for k, i in enumerate(indices):
+        low = records[i].low
+        src = load_rgb(low, size)[None] if low is not None else imgs[k:k + 1]
+        if src.shape[-2:] != imgs.shape[-2:]:
+            raise ValueError(f"{low}: low-light input size {tuple(src.shape[-2:])} differs from "
+                             f"{records[i].image} {tuple(imgs.shape[-2:])}")
+        lows.append(F.adaptive_max_pool2d(src.amax(1, keepdim=True), hw))
+    out["illum_low"] = torch.cat(lows)
+    out["score"] = torch.tensor([records[i].score for i in indices], dtype=torch.float32)
+    return out
+
+
+def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freeze: str, size: int | None,
+                desc: str) -> dict[str, dict[str, torch.Tensor]]:
+    """Cache every group's frozen features under ``cache_dir`` (resumable: existing files are reused)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    groups = group_indices(records)
+    out = {}
+    for g, idx in _progress(groups.items(), desc=f"cache {desc}", total=len(groups)):
+        f = cache_dir / f"{_group_key(g)}_{freeze}_{size}.pt"
+        if f.is_file():
+            try:
+                out[g] = torch.load(f, weights_only=True)
+                continue
+            except Exception:  # a file cut short by an interrupted run: rebuild it
+                f.unlink()
+        item = cache_group_features(model, records, idx, freeze, size)
+        tmp = f.with_suffix(".tmp")
+        torch.save(item, tmp)
+        os.replace(tmp, f)  # atomic: a killed run never leaves a half-written cache file
+        out[g] = item
+    return out
+
+
+# --------------------------------------------------------------------------------------------- model
+def build_model(arch: str, illumination: str, imagenet_init: bool = True) -> IACAMetric:
+    model = IACAMetric(arch=arch, illumination=illumination, mos_scale=1.0, mos_offset=0.0)
+    if imagenet_init:
+        if arch == "efficientnet_lite0":
+            from ..backbones import load_efficientnet_lite0_imagenet
+
+            load_efficientnet_lite0_imagenet(model.features)
+        else:
+            print(f"note: no ImageNet weights for {arch} are available offline; pass --init-from a converted "
+                  "checkpoint folder to start from trained weights", file=sys.stderr)
+    return model
+
+
+def trainable_parameters(model: IACAMetric, freeze: str) -> list[torch.nn.Parameter]:
+    frozen = set()
+    if freeze in ("stride16", "stride32"):
+        trunk = model.features
+        keep = set(map(id, _late_stage_params(trunk))) if freeze == "stride16" else set()
+        frozen = {id(p) for p in trunk.parameters() if id(p) not in keep}
+    params = []
+    for p in model.parameters():
+        p.requires_grad_(id(p) not in frozen)
+        if p.requires_grad:
+            params.append(p)
+    return params
+
+
+def _late_stage_params(trunk: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Parameters of the part between the stride-16 and the stride-32 taps."""
+    if hasattr(trunk, "blocks"):
+        return [p for b in trunk.blocks[trunk.TAP16_BLOCK + 1:] for p in b.parameters()]
+    return list(trunk[7].parameters())
+
+
+def _stack(items: list[dict[str, torch.Tensor]], key: str) -> torch.Tensor:
+    return torch.cat([it[key] for it in items])
+
+
+def cached_forward(model: IACAMetric, items: list[dict[str, torch.Tensor]], freeze: str, use_low: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Heads (and, for freeze='stride16', the late stage) on cached features. ``use_low`` (N,) bool:
+    illumination from the low-light input (True) or the image itself (False)."""
+    f16 = _stack(items, "f16").float()
+    f32 = _stack(items, "f32").float() if freeze == "stride32" else model.features.stride16_to_stride32(f16)
+    illum = torch.where(use_low[:, None, None, None], _stack(items, "illum_low"), _stack(items, "illum_img"))
+    out = model.features_to_output(f16, f32, illum)
+    return out.regr6, out.regr7, out.score
+
+
+@torch.no_grad()
+def evaluate_cached(model: IACAMetric, cache: dict[str, dict[str, torch.Tensor]], freeze: str,
+                    with_low: bool = True) -> tuple[float, dict[str, np.ndarray]]:
+    """Median within-scene SRCC of the fused score; also returns per-group predictions."""
+    model.eval()
+    preds, targets, groups, per = [], [], [], {}
+    for g, item in cache.items():
+        n = item["score"].numel()
+        s = cached_forward(model, [item], freeze, torch.full((n,), with_low))[2]
+        per[g] = s.numpy()
+        preds += s.tolist()
+        targets += item["score"].tolist()
+        groups += [g] * n
+    return within_group_srcc(preds, targets, groups), per
+
+
+# --------------------------------------------------------------------------------------------- loop
+def _set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _load_records(args: argparse.Namespace, split: str) -> list[Record]:
+    if args.data_format == "sice":
+        return read_sice_index(Path(args.data) / "index.jsonl", split=split)
+    return read_squarelol(args.data, split=split)
+
+
+def train(args: argparse.Namespace) -> Path:
+    """Run (or resume) a training run; returns the folder of the best model."""
+    torch.set_num_threads(args.threads or torch.get_num_threads())
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    _set_seed(args.seed)
+    model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
+    if args.init_from:
+        src = IACAMetric.from_pretrained(args.init_from)
+        model.load_state_dict(src.state_dict(), strict=True)
+    train_recs = _load_records(args, args.train_split)
+    val_recs = _load_records(args, args.val_split)
+    log = open(run / "train.log", "a", encoding="utf-8")
+    params = trainable_parameters(model, args.freeze if args.recipe == "cached" else "none")
+    head_ids = {id(p) for n, p in model.named_parameters() if not n.startswith("features.")}
+    opt = torch.optim.AdamW([
+        {"params": [p for p in params if id(p) in head_ids], "lr": args.lr},
+        {"params": [p for p in params if id(p) not in head_ids], "lr": args.lr * args.backbone_lr_scale},
+    ], weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
+    start_epoch, best = 0, -math.inf
+    ckpt = run / "last.pt"
+    if ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(tuple(state["np_rng"]) if isinstance(state["np_rng"], list) else state["np_rng"])
+        random.setstate(_decode_py_rng(state["py_rng"]))
+        print(f"resuming {run} at epoch {start_epoch} (best val SRCC so far {best:.4f})", file=sys.stderr)
+
+    if args.recipe == "cached":
+        cache_dir = Path(args.cache or (run / "cache"))
+        # features must come from the frozen ImageNet trunk, whatever the heads' state
+        trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
+        if args.init_from:
+            trunk_model.load_state_dict(model.state_dict())
+        train_cache = build_cache(trunk_model, train_recs, cache_dir, args.freeze, args.size, "train")
+        val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val")
+        del trunk_model
+    for epoch in range(start_epoch, args.epochs):
+        t0 = time.time()
+        model.train()
+        if args.recipe == "cached":
+            train_loss = _epoch_cached(model, opt, train_cache, args)
+            val_srcc, _ = evaluate_cached(model, val_cache, args.freeze, with_low=True)
+            val_srcc_self, _ = evaluate_cached(model, val_cache, args.freeze, with_low=False)
+        else:
+            train_loss = _epoch_finetune(model, opt, train_recs, args)
+            val_srcc = evaluate_records(model, val_recs, args.size)
+            val_srcc_self = float("nan")
+        sched.step()
+        improved = val_srcc > best
+        if improved:
+            best = val_srcc
+            export(model, run / "best", args)
+        entry = {"epoch": epoch, "train_loss": train_loss, "val_srcc": val_srcc, "val_srcc_no_ref": val_srcc_self,
+                 "best": best, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
+        log.write(json.dumps(entry) + "\n")
+        log.flush()
+        print(json.dumps(entry), file=sys.stderr)
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                    "epoch": epoch, "best": best, "torch_rng": torch.get_rng_state(),
+                    "np_rng": list(np.random.get_state()), "py_rng": _encode_py_rng(random.getstate())}, tmp)
+        os.replace(tmp, ckpt)
+    log.close()
+    return run / "best"
+
+
+def _encode_py_rng(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _decode_py_rng(state: list) -> tuple:
+    return (state[0], tuple(state[1]), state[2])
+
+
+def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str, dict[str, torch.Tensor]],
+                  args: argparse.Namespace) -> float:
+    keys = list(cache)
+    random.shuffle(keys)
+    losses = []
+    bar = _progress(range(0, len(keys), args.groups_per_batch), desc="train", leave=False)
+    for b in bar:
+        items = [cache[k] for k in keys[b:b + args.groups_per_batch]]
+        gid = torch.cat([torch.full((it["score"].numel(),), j) for j, it in enumerate(items)])
+        # withhold the low-light input per scene, so the no-reference path is trained on whole scenes
+        scene_low = torch.rand(len(items)) >= args.p_no_ref
+        use_low = scene_low[gid]
+        outs = cached_forward(model, items, args.freeze, use_low)
+        loss = iaca_training_loss(outs, _stack(items, "score"), groups=gid, p=args.p, q=args.q)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+class _CropDataset(torch.utils.data.Dataset):
+    """Random ``crop`` crops (same window on image and low-light input) with horizontal flips."""
+
+    def __init__(self, records: list[Record], crop: int, size: int | None) -> None:
+        self.records, self.crop, self.size = records, crop, size
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int):
+        r = self.records[i]
+        img = load_rgb(r.image, self.size)
+        low = load_rgb(r.low, self.size) if r.low is not None else img
+        h, w = img.shape[-2:]
+        c = min(self.crop, h, w)
+        y, x = random.randint(0, h - c), random.randint(0, w - c)
+        img, low = img[:, y:y + c, x:x + c], low[:, y:y + c, x:x + c]
+        if random.random() < 0.5:
+            img, low = img.flip(-1), low.flip(-1)
+        return img, low, torch.tensor(r.score, dtype=torch.float32), torch.tensor(r.low is not None)
+
+
+def _epoch_finetune(model: IACAMetric, opt: torch.optim.Optimizer, records: list[Record],
+                    args: argparse.Namespace) -> float:
+    device = torch.device(args.device)
+    model.to(device)
+    loader = torch.utils.data.DataLoader(_CropDataset(records, args.crop, args.size), batch_size=args.batch_size,
+                                         shuffle=True, num_workers=args.workers, drop_last=len(records) > args.batch_size)
+    losses = []
+    for img, low, score, has_low in _progress(loader, desc="train", leave=False):
+        img, low, score = img.to(device), low.to(device), score.to(device)
+        keep = (torch.rand(len(img), device=device) >= args.p_no_ref) & has_low.to(device)
+        illum = torch.where(keep[:, None, None, None], low, img).amax(1, keepdim=True)
+        f16, f32 = model.features(img)
+        out = model.features_to_output(f16, f32, illum)
+        loss = iaca_training_loss((out.regr6, out.regr7, out.score), score, p=args.p, q=args.q)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    model.cpu()
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+@torch.no_grad()
+def evaluate_records(model: IACAMetric, records: list[Record], size: int | None) -> float:
+    model.eval()
+    preds = []
+    for r in records:
+        img = load_rgb(r.image, size)[None]
+        low = load_rgb(r.low, size)[None] if r.low is not None else None
+        preds.append(float(model(img, low if model.uses_ref else None)))
+    return within_group_srcc(preds, [r.score for r in records], [r.group for r in records])
+
+
+def export(model: IACAMetric, folder: Path, args: argparse.Namespace) -> None:
+    """Save a hub-ready folder (model.safetensors + config.json); the model card is written by
+    ``benchmarks/accuracy.py`` / the release step, which know the measured results."""
+    model.save_pretrained(folder)
+    (folder / "training_args.json").write_text(json.dumps(vars(args), indent=2, sort_keys=True, default=str))
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="iaca-metric train", description=__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset root (SICE build output or SQUARE-LOL layout)")
+    p.add_argument("--data-format", choices=["sice", "squarelol"], default="sice")
+    p.add_argument("--run", required=True, help="run folder (checkpoints, log, best model); rerun to resume")
+    p.add_argument("--recipe", choices=["cached", "finetune"], default="cached")
+    p.add_argument("--arch", default="efficientnet_lite0")
+    p.add_argument("--illumination", default="reference_or_image",
+                   choices=["image", "reference", "reference_or_image"])
+    p.add_argument("--init-from", default=None, help="start from this weights folder/repo instead of ImageNet")
+    p.add_argument("--freeze", choices=["stride16", "stride32"], default="stride16")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val")
+    p.add_argument("--cache", default=None, help="feature cache folder (default RUN/cache)")
+    p.add_argument("--size", type=int, default=None, help="resize the shorter side to this (default: native)")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--groups-per-batch", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=16, help="finetune recipe")
+    p.add_argument("--crop", type=int, default=224, help="finetune recipe")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the heads")
+    p.add_argument("--backbone-lr-scale", type=float, default=0.1)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--p-no-ref", type=float, default=0.3, help="probability of withholding the low-light input")
+    p.add_argument("--p", type=float, default=1.0, help="norm-in-norm p")
+    p.add_argument("--q", type=float, default=2.0, help="norm-in-norm q")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    best = train(args)
+    print(f"best model: {best}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
