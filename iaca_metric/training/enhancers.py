@@ -309,9 +309,28 @@ def zero_dce_x2(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- failures
+def _gain_for_clipped_mean(img: np.ndarray, target: float, max_gain: float = 64.0) -> float:
+    """Linear gain g such that mean luma of clip(g * img) is ~``target`` (bisection, 4x subsampled).
+
+    Clipping caps how bright a gained image can get, so a pre-clip target
+    (``_gain_to_mean``) under-shoots on scenes with bright highlights.
+    """
+    y = luma(img[::4, ::4])
+    lo, hi = 1.0, max_gain
+    if float(np.clip(y * hi, 0, 1).mean()) <= target:
+        return hi
+    for _ in range(20):
+        mid = np.sqrt(lo * hi)
+        if float(np.clip(y * mid, 0, 1).mean()) < target:
+            lo = mid
+        else:
+            hi = mid
+    return float(np.sqrt(lo * hi))
+
+
 def fail_over_enhance(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Over-enhancement: linear gain to mean luma ~0.72 -> washed-out, clipped highlights."""
-    return _finish(_gain_to_mean(low, 0.72))
+    """Over-enhancement: linear gain until the *clipped* mean luma is 0.68 -> washed out, blown highlights."""
+    return _finish(low * np.float32(_gain_for_clipped_mean(low, 0.68)))
 
 
 def fail_noise_amplified(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:

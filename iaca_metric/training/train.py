@@ -258,7 +258,7 @@ def train(args: argparse.Namespace) -> Path:
         sched.load_state_dict(state["sched"])
         start_epoch, best = int(state["epoch"]) + 1, float(state["best"])
         torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(tuple(state["np_rng"]) if isinstance(state["np_rng"], list) else state["np_rng"])
+        np.random.set_state(_decode_np_rng(state["np_rng"]))
         random.setstate(_decode_py_rng(state["py_rng"]))
         print(f"resuming {run} at epoch {start_epoch} (best val SRCC so far {best:.4f})", file=sys.stderr)
 
@@ -295,10 +295,19 @@ def train(args: argparse.Namespace) -> Path:
         tmp = ckpt.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                     "epoch": epoch, "best": best, "torch_rng": torch.get_rng_state(),
-                    "np_rng": list(np.random.get_state()), "py_rng": _encode_py_rng(random.getstate())}, tmp)
+                    "np_rng": _encode_np_rng(np.random.get_state()), "py_rng": _encode_py_rng(random.getstate())}, tmp)
         os.replace(tmp, ckpt)
     log.close()
     return run / "best"
+
+
+def _encode_np_rng(state: tuple) -> list:
+    # numpy arrays cannot pass torch.load(weights_only=True); a tensor can
+    return [state[0], torch.from_numpy(state[1].astype(np.int64)), state[2], state[3], state[4]]
+
+
+def _decode_np_rng(state: list) -> tuple:
+    return (state[0], state[1].numpy().astype(np.uint32), state[2], state[3], state[4])
 
 
 def _encode_py_rng(state: tuple) -> list:
@@ -326,7 +335,7 @@ def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses)) if losses else float("nan")
 
 
@@ -369,7 +378,7 @@ def _epoch_finetune(model: IACAMetric, opt: torch.optim.Optimizer, records: list
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.cpu()
     return float(np.mean(losses)) if losses else float("nan")
 

@@ -1,0 +1,186 @@
+"""SICE data pipeline: reading, splits, selection rules and an end-to-end build on a fake layout.
+
+The fake SICE layout is generated in tmp_path (small synthetic brackets); only the
+committed-split check reads the real data, and skips when ../shared/data is absent.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iaca_metric.training import sice
+from iaca_metric.training.enhancers import ENHANCERS
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Per-scene exposure gains (darkest first); scene "c" has no admissible reference.
+GAINS = {
+    "a": [0.10, 0.18, 0.45, 0.75, 1.4],
+    "b": [0.12, 0.30, 0.50, 0.9],
+    "c": [0.08, 0.15, 0.2],
+}
+
+
+def _texture(seed: int, size: int = 64) -> np.ndarray:
+    """Linear-ish radiance map (size, size, 3) in [0.05, 1]: gradient, blocks and fine texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    img = np.stack([0.4 + 0.5 * xx, 0.3 + 0.6 * yy, 0.5 + 0.3 * np.sin(9 * xx) * np.cos(7 * yy)], -1)
+    img[size // 4 : size // 2, size // 5 : size // 2] = [0.9, 0.5, 0.2]
+    img += rng.normal(0, 0.03, img.shape)
+    return np.clip(img, 0.05, 1.0)
+
+
+@pytest.fixture
+def fake_sice(tmp_path: Path) -> Path:
+    """tmp_path/data/sice/{scenes.csv, images/*.jpg} with the brackets of GAINS."""
+    root = tmp_path / "data"
+    (root / "sice" / "images").mkdir(parents=True)
+    rows = []
+    k = 0
+    for si, (scene, gains) in enumerate(GAINS.items()):
+        rad = _texture(si)
+        for rank, g in enumerate(gains):
+            k += 1
+            u8 = (np.clip(rad * g, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8) if g > 0.3 else (
+                np.clip(rad * g, 0, 1) * 255 + 0.5
+            ).astype(np.uint8)
+            name = f"images/{k}.jpg"
+            Image.fromarray(u8).save(root / "sice" / name, quality=95)
+            luma = float(np.asarray(Image.open(root / "sice" / name).convert("L")).mean())
+            rows.append((scene, name, rank, len(gains), round(luma, 1)))
+    with open(root / "sice" / "scenes.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["scene", "file", "exposure_rank", "scene_size", "mean_luma_0_255"])
+        w.writerows(rows)
+    return root
+
+
+def test_read_scenes(fake_sice: Path) -> None:
+    scenes = sice.read_scenes(fake_sice)
+    assert list(scenes) == ["a", "b", "c"]
+    assert [e[1] for e in scenes["a"]] == list(range(5))
+    assert scenes == sice.read_scenes(fake_sice / "sice")  # both roots accepted
+    lumas = [e[2] for e in scenes["a"]]
+    assert lumas == sorted(lumas)
+
+
+def test_split_deterministic_disjoint_complete() -> None:
+    ids = [f"s{i:03d}" for i in range(182)]
+    a = sice.split_scenes(ids, seed=0)
+    b = sice.split_scenes(list(reversed(ids)), seed=0)
+    assert a == b
+    sets = [set(a[k]) for k in sice.SPLITS]
+    assert sum(len(s) for s in sets) == len(ids)
+    assert set().union(*sets) == set(ids)
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert [len(a[k]) for k in sice.SPLITS] == [127, 18, 37]
+    assert sice.split_scenes(ids, seed=1) != a
+    with pytest.raises(ValueError):
+        sice.split_scenes(ids, fractions=(0.5, 0.5, 0.5))
+
+
+def test_write_and_load_splits(tmp_path: Path) -> None:
+    s = sice.split_scenes(["x1", "x2", "x3", "x4", "x5"], seed=3)
+    sice.write_splits(s, tmp_path)
+    assert sice.load_splits(tmp_path) == s
+
+
+@pytest.mark.skipif(not (REAL_DATA / "sice" / "scenes.csv").is_file(), reason="../shared/data/sice absent")
+def test_committed_splits_match_rule() -> None:
+    assert sice.load_splits() == sice.split_scenes(sice.read_scenes(REAL_DATA), seed=0)
+
+
+def test_selection_rules() -> None:
+    exps = [("d0", 0, 12.0), ("d1", 1, 40.0), ("m", 2, 100.0), ("m2", 3, 118.0), ("b", 4, 200.0)]
+    assert sice.select_inputs(exps) == exps[:2]
+    assert sice.select_inputs([("x", 0, 20.0), ("y", 1, 60.0)]) == [("x", 0, 20.0)]
+    assert sice.select_inputs([("x", 0, 80.0)]) == []
+    clip = {"m": 0.0, "m2": 0.0, "b": 0.5}
+    # 118/255 = 0.463 is closest to the 0.45 target
+    assert sice.select_reference(exps, clip, exclude=["d0", "d1"]) == ("m2", 3, 118.0)
+    # ...unless it clips much more than the alternative
+    assert sice.select_reference(exps, {"m": 0.0, "m2": 0.1, "b": 0.5}, exclude=["d0", "d1"])[0] == "m"
+    assert sice.select_reference(exps[:2], {}, exclude=[]) is None
+    many = [(f"f{i}", i, float(i)) for i in range(20)]
+    picked = sice.select_real_captures(many, 6)
+    assert len(picked) == 6 and picked[0][1] == 0 and picked[-1][1] == 19
+
+
+def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
+    split_map = {"train": ["a", "c"], "val": ["b"], "test": []}
+    groups = sice.plan_groups(fake_sice, split_map=split_map)
+    # c has no admissible reference; a and b have two dark exposures each
+    assert [g.gid for g in groups] == ["a/1", "a/2", "b/6", "b/7"]
+    for g in groups:
+        assert g.ref[0] not in {g.low[0]} | {e[0] for e in g.real}
+        assert g.low[0] not in {e[0] for e in g.real}
+        assert 0.30 <= g.ref[2] / 255 <= 0.70
+    assert {g.split for g in groups if g.scene == "b"} == {"val"}
+
+
+def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    split_map = {"train": ["a"], "val": [], "test": ["b", "c"]}
+    index = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
+    rows = [json.loads(ln) for ln in index.read_text().splitlines()]
+    groups = sorted({r["group"] for r in rows})
+    assert groups == ["a/1", "a/2"]
+    for gid in groups:
+        g = [r for r in rows if r["group"] == gid]
+        n = len(g)
+        assert n == g[0]["n_candidates"]
+        assert sum(r["kind"] in ("method", "failure") for r in g) == len(ENHANCERS) >= 12
+        assert sum(r["kind"] == "input" for r in g) == 1
+        assert sum(r["kind"] == "real_capture" for r in g) == 3  # 5 exposures - input - reference
+        assert np.isclose(sum(r["score"] for r in g), n / 2, atol=1e-4)
+        for r in g:
+            for key in ("path", "low", "ref"):
+                assert (out / r[key]).is_file()
+            assert {"panel_psnr", "panel_ssim", "panel_delta_e", "panel_gmsd", "panel_brightness"} <= set(r)
+            assert r["split"] == "train"
+        inp = next(r for r in g if r["kind"] == "input")
+        assert inp["score"] < 0.2  # the unenhanced dark input is judged bad
+    img = np.asarray(Image.open(out / rows[0]["path"]))
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    assert json.loads((out / "meta.json").read_text())["enhancers"] == list(ENHANCERS)
+
+    # Resume: complete groups are not recomputed...
+    done = out / "a" / "1" / "DONE"
+    png = out / rows[0]["path"]
+    stamp = (done.stat().st_mtime_ns, png.stat().st_mtime_ns)
+    index2 = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
+    assert (done.stat().st_mtime_ns, png.stat().st_mtime_ns) == stamp
+    assert index2.read_text() == index.read_text()
+    # ...an incomplete one (no DONE marker) is rebuilt, identically (deterministic per group).
+    (out / "a" / "2" / "DONE").unlink()
+    index3 = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
+    assert (out / "a" / "2" / "DONE").is_file()
+    assert index3.read_text() == index.read_text()
+    assert (done.stat().st_mtime_ns, png.stat().st_mtime_ns) == stamp
+
+
+def test_build_size_option(fake_sice: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small"
+    index = sice.build_dataset(
+        fake_sice, out, splits=("val",), workers=1, size=48,
+        split_map={"train": [], "val": ["b"], "test": []}, limit=1, progress=False,
+    )
+    rows = [json.loads(ln) for ln in index.read_text().splitlines()]
+    assert {r["split"] for r in rows} == {"val"}
+    assert Image.open(out / rows[0]["path"]).size == (48, 48)
+    assert Image.open(out / rows[0]["ref"]).size == (48, 48)
+
+
+def test_multiprocess_build_matches_in_process(fake_sice: Path, tmp_path: Path) -> None:
+    split_map = {"train": ["a"], "val": ["b"], "test": ["c"]}
+    i1 = sice.build_dataset(fake_sice, tmp_path / "one", workers=1, split_map=split_map, progress=False)
+    i2 = sice.build_dataset(fake_sice, tmp_path / "two", workers=2, split_map=split_map, progress=False)
+    assert i1.read_text() == i2.read_text()
+    assert len({json.loads(ln)["group"] for ln in i1.read_text().splitlines()}) == 4
