@@ -64,7 +64,8 @@ def prepare_inputs(model: IACAMetric, img: ImageLike | Sequence[ImageLike], ref:
 @torch.no_grad()
 def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageLike] | None = None, *,
           model: IACAMetric | None = None, device: str | torch.device | None = None, batch_size: int = 16,
-          mos: bool = False, data_range: float = 1.0, grayscale: str = "error") -> float | torch.Tensor:
+          mos: bool = False, data_range: float = 1.0, grayscale: str = "error", max_pixels: int | None = None,
+          tile: bool = False) -> float | torch.Tensor:
     """Perceptual quality of enhanced low-light images (higher is better).
 
     Args:
@@ -79,6 +80,13 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
         mos: map raw scores to the model's MOS scale (``mos_scale * s + mos_offset``).
         data_range: value of full white for float inputs (1.0 or 255).
         grayscale: "error" (default) or "replicate" for single-channel inputs.
+        max_pixels: memory bound for large images, in pixels per forward pass (default: none). Without
+            ``tile``, an image above it is downscaled (aspect ratio kept, ``ref`` resized identically)
+            before scoring, which changes its score; see :func:`iaca_metric.large_images.fit_max_pixels`.
+        tile: score large images at full resolution in tiles instead (exact global pooling statistics,
+            overlapping context; see :mod:`iaca_metric.large_images` for the measured tolerance). Tiles
+            are 1024 px plus 128 px context per side, or sized so each tile's input fits ``max_pixels``;
+            images within one tile (or within ``max_pixels``) are scored whole, as without ``tile``.
 
     Returns:
         A Python float for one image; a float32 CPU tensor of shape (N,) for several, in input order.
@@ -93,13 +101,40 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
     if device is not None:
         model = model.to(device)
     model.eval()
+    if max_pixels is not None:
+        from .large_images import check_max_pixels
+
+        check_max_pixels(max_pixels)
     imgs, refs, single = prepare_inputs(model, img, ref, data_range, grayscale)
     param = next(model.parameters())
     out = torch.empty(len(imgs), dtype=torch.float32)
-    # Batch same-size images together; keep input order in the output.
+    tiled: dict[int, tuple[int, int]] = {}
+    if max_pixels is not None or tile:
+        from .large_images import DEFAULT_OVERLAP, DEFAULT_TILE, fit_max_pixels, tile_for_max_pixels
+
+        for i in range(len(imgs)):
+            h, w = imgs[i].shape[-2:]
+            if tile:
+                if max_pixels is None and (h > DEFAULT_TILE or w > DEFAULT_TILE):
+                    tiled[i] = (DEFAULT_TILE, DEFAULT_OVERLAP)
+                elif max_pixels is not None and h * w > max_pixels:
+                    tiled[i] = tile_for_max_pixels(max_pixels)
+            else:
+                imgs[i], r = fit_max_pixels(imgs[i], refs[i] if refs else None, max_pixels)
+                if refs:
+                    refs[i] = r
+    # Batch same-size images together; keep input order in the output. Tiled images go one at a time.
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, t in enumerate(imgs):
-        by_size.setdefault(tuple(t.shape[-2:]), []).append(i)
+        if i not in tiled:
+            by_size.setdefault(tuple(t.shape[-2:]), []).append(i)
+    for i, (tsize, overlap) in tiled.items():
+        from .large_images import forward_all_tiled
+
+        r = refs[i].to(device=param.device, dtype=param.dtype) if refs else None
+        res = forward_all_tiled(model, imgs[i].to(device=param.device, dtype=param.dtype), r,
+                                tile=tsize, overlap=overlap).score
+        out[i] = (model.to_mos(res) if mos else res).float().cpu()
     for idx in by_size.values():
         for s in range(0, len(idx), batch_size):
             chunk = idx[s:s + batch_size]

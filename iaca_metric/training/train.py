@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..correlation import spearman, within_group_srcc
 from ..model import IACAMetric
 from .datasets import Record, group_indices, read_sice_index, read_squarelol
 from .norm_in_norm import HEAD_WEIGHTS, iaca_training_loss, norm_in_norm
@@ -48,39 +49,6 @@ def _progress(iterable: Iterable, **kw):
         return tqdm(iterable, file=sys.stderr, dynamic_ncols=True, **kw)
     except ImportError:  # tqdm is in the train extra; without it, no bar
         return iterable
-
-
-# --------------------------------------------------------------------------------------------- metrics
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (ties share the mean rank), as Spearman's rho needs."""
-    order = np.argsort(x, kind="mergesort")
-    ranks = np.empty(len(x), dtype=np.float64)
-    xs = x[order]
-    i = 0
-    while i < len(x):
-        j = i
-        while j + 1 < len(x) and xs[j + 1] == xs[i]:
-            j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j)
-        i = j + 1
-    return ranks
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    ra, rb = _ranks(np.asarray(a, float)), _ranks(np.asarray(b, float))
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    den = math.sqrt(float((ra * ra).sum() * (rb * rb).sum()))
-    return float((ra * rb).sum() / den) if den > 0 else 0.0
-
-
-def within_group_srcc(pred: Sequence[float], target: Sequence[float], groups: Sequence[str]) -> float:
-    """Median over groups of Spearman's rho between predictions and targets within the group."""
-    by: dict[str, list[int]] = {}
-    for i, g in enumerate(groups):
-        by.setdefault(g, []).append(i)
-    p, t = np.asarray(pred, float), np.asarray(target, float)
-    vals = [spearman(p[idx], t[idx]) for idx in by.values() if len(idx) > 2]
-    return float(np.median(vals)) if vals else float("nan")
 
 
 # --------------------------------------------------------------------------------------------- images

