@@ -89,6 +89,10 @@ def _compare(ref: np.ndarray, other: np.ndarray) -> dict[str, Any]:
             "same_ranking": bool(finite and (np.argsort(ref) == np.argsort(other)).all())}
 
 
+def _g(v: Any) -> str:
+    return "n/a (non-finite)" if v is None else f"{v:.4g}"
+
+
 class _Args(argparse.Namespace):
     pass
 
@@ -102,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lite-weights", default="embedded", help="embedded | random | weights folder")
     ap.add_argument("--resnext-weights", default="random", help="random | converted release weights folder")
     ap.add_argument("--variants", default="lite,resnext")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--cpu-dry-run", action="store_true",
                     help="run every part on the CPU at tiny sizes (checks the script, measures nothing useful)")
     args = ap.parse_args(argv)
     dry = args.cpu_dry_run
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = "cpu" if dry else args.device
     if not dry and (not device.startswith("cuda") or not torch.cuda.is_available()):
         raise SystemExit(f"gpu_check needs a CUDA device (torch {torch.__version__}, CUDA {torch.version.cuda}); "
@@ -177,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. reduced precision vs strict fp32 on the device -----------------------------------------------
     if not skip("precision"):
-        sizes = [(w, h)] * (4 if dry else 32) + ([(96, 64), (64, 80)] if dry else [(1024, 768), (517, 333), (256, 256)])
+        n_same = 4 if dry else 32
+        sizes = [(w, h)] * n_same + ([(96, 64), (64, 80)] if dry else [(1024, 768), (517, 333), (256, 256)])
         pairs = _images(sizes, seed=2)
         low_dtypes = ["bf16", "fp16"]
         for v, m in models.items():
@@ -191,8 +199,8 @@ def main(argv: list[str] | None = None) -> int:
             for dt in low_dtypes:
                 res[dt] = _compare(ref, _score_all(m, pairs, device, dt))
             # IACALoss input gradient, bf16 autocast vs fp32
-            img = torch.cat([p[0] for p in pairs[: min(8, len(pairs))]]).to(device)
-            low = torch.cat([p[1] for p in pairs[: min(8, len(pairs))]]).to(device)
+            img = torch.cat([p[0] for p in pairs[: min(8, n_same)]]).to(device)
+            low = torch.cat([p[1] for p in pairs[: min(8, n_same)]]).to(device)
             grads = {}
             for dt in ("fp32", "bf16"):
                 x = img.clone().requires_grad_(True)
@@ -204,8 +212,8 @@ def main(argv: list[str] | None = None) -> int:
             res["loss_grad_cosine_bf16_vs_fp32"] = float(cos)
             report["precision"][v] = res
             print(f"\n[precision {v}] " + "; ".join(
-                f"{dt}: max |d| {res[dt]['max_abs_diff']} ({res[dt]['max_abs_diff_over_score_std']} x score std), "
-                f"spearman {res[dt]['spearman_vs_reference']}" for dt in low_dtypes)
+                f"{dt}: max |d| {_g(res[dt]['max_abs_diff'])} ({_g(res[dt]['max_abs_diff_over_score_std'])} x score "
+                f"std), spearman {_g(res[dt]['spearman_vs_reference'])}" for dt in low_dtypes)
                   + f"; IACALoss grad cosine bf16/fp32 {res['loss_grad_cosine_bf16_vs_fp32']:.5f}")
             save()
 
@@ -225,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
                 torch.backends.cudnn.allow_tf32 = True
             del cpu_model
             report["cpu_vs_gpu"][v] = res
-            print(f"\n[cpu vs {device} {v}] default: max |d| {res['gpu_default_tf32']['max_abs_diff']}"
-                  + (f"; TF32 off: max |d| {res['gpu_tf32_off']['max_abs_diff']}" if "gpu_tf32_off" in res else ""))
+            print(f"\n[cpu vs {device} {v}] default: max |d| {_g(res['gpu_default_tf32']['max_abs_diff'])}"
+                  + (f"; TF32 off: max |d| {_g(res['gpu_tf32_off']['max_abs_diff'])}" if "gpu_tf32_off" in res else ""))
             save()
 
     # 4. folder CLI vs model only -----------------------------------------------------------------------

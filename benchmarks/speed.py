@@ -191,7 +191,8 @@ def calibrate_batchnorm(model: IACAMetric, device: str, size: int = 128, batch: 
 
 def build_model(variant: str, device: str, calibrate: bool = True, weights: str | None = None) -> IACAMetric:
     """IACA model of ``variant`` on ``device``, frozen, eval mode. ``weights``: a folder/hub repo for
-    ``from_pretrained``, "embedded" (the packaged IACA-Lite) or None (random, see module docstring)."""
+    ``from_pretrained``, "embedded" (the packaged IACA-Lite) or None: random, seeded, with a non-degenerate
+    illumination weight map and (``calibrate``) BatchNorm statistics from random images."""
     arch, illum, _, _ = VARIANTS[variant]
     if weights == "embedded":
         model = IACAMetric()
@@ -200,6 +201,11 @@ def build_model(variant: str, device: str, calibrate: bool = True, weights: str 
     else:
         torch.manual_seed(0)
         model = IACAMetric(arch=arch, illumination=illum)
+        # The illumination nets end in a ReLU: with default init their weight map is often all zero, which
+        # zeroes every feature and makes the score a constant. A positive output bias keeps it alive.
+        with torch.no_grad():
+            for getw in (model.getw5, model.getw6):
+                getw[2].bias.fill_(0.5)
     model = model.to(device).eval()
     if calibrate and not weights:
         calibrate_batchnorm(model, device)
@@ -260,12 +266,16 @@ def budget_skip(s: dict[str, Any], variant: str | None, device: str, no_skips: b
 # ---------------------------------------------------------------------------------------------- timing
 def time_interleaved(contenders: dict[str, Callable[[], Any]], *, warmup: int, reps: int, min_reps: int,
                      budget_s: float, sync: Callable[[], None]) -> tuple[dict[str, list[float]], int]:
-    """Per-call wall times of each contender. ``warmup`` untimed rounds (>= 1), then ``n`` timed
-    rounds, where ``n`` = ``reps`` capped so the timed part takes about ``budget_s`` (never below
-    ``min_reps``). Round r runs the contenders rotated by r, so no contender always goes first."""
+    """Per-call wall times of each contender. Up to ``warmup`` untimed rounds (at least 1; further
+    rounds only while a round takes under a quarter of ``budget_s``: one call of a slow setting already
+    warms allocator caches and cuDNN autotuning), then ``n`` timed rounds, where ``n`` = ``reps`` capped so
+    the timed part takes about ``budget_s`` (never below ``min_reps``). Round r runs the contenders
+    rotated by r, so no contender always goes first."""
     names = list(contenders)
     t_round = 0.0
-    for _ in range(max(1, warmup)):
+    for i in range(max(1, warmup)):
+        if i > 0 and budget_s > 0 and t_round > budget_s / 4:
+            break
         t0 = time.perf_counter()
         for k in names:
             contenders[k]()

@@ -152,7 +152,7 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
-def _write_results(path: Path | None, rows: list[dict], stream=sys.stdout) -> None:
+def _write_results(path: Path | None, rows: list[dict], stream=None) -> None:
     if path is not None and path.suffix.lower() == ".json":
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps({"fields": list(FIELDS), "results": rows}, indent=1) + "\n", encoding="utf-8")
@@ -164,7 +164,8 @@ def _write_results(path: Path | None, rows: list[dict], stream=sys.stdout) -> No
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in FIELDS})
     if path is None:
-        stream.write(buf.getvalue())
+        # sys.stdout looked up now, not at import: redirect_stdout / capture must receive the CSV
+        (sys.stdout if stream is None else stream).write(buf.getvalue())
     else:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(buf.getvalue(), encoding="utf-8")

@@ -205,17 +205,22 @@ def load_pretrained(cls: type["IACAMetric"], model_id: str, *, revision: str | N
                                "config.json, or a hub repo id like 'org/name'.")
         kw = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                   force_download=force_download, token=token)
-        cfg_path = _hub_download(model_id, CONFIG_FILE, **kw)
-        cfg = read_config(cfg_path)
-        try:
-            weights = Path(_hub_download(model_id, WEIGHTS_FILE, **kw))
-        except WeightsError as exc:
-            if "has no file" not in str(exc):
+
+        def fetch(filename: str) -> str:
+            try:
+                return _hub_download(model_id, filename, **kw)
+            except WeightsError as exc:
+                # A missing config.json or model.safetensors in a repo that holds only pickle checkpoints
+                # (e.g. a raw release checkpoint uploaded as is): say so, and point to the converter.
+                if "has no file" not in str(exc):
+                    raise
+                listing = _remote_listing(model_id, revision, token)
+                if any(f.endswith(PICKLE_SUFFIXES) for f in listing):
+                    _refuse_pickle_only(listing, f"hub repo {model_id!r}")
                 raise
-            listing = _remote_listing(model_id, revision, token)
-            if any(f.endswith(PICKLE_SUFFIXES) for f in listing):
-                _refuse_pickle_only(listing, f"hub repo {model_id!r}")
-            raise
+
+        cfg = read_config(fetch(CONFIG_FILE))
+        weights = Path(fetch(WEIGHTS_FILE))
         # The snapshot folder name is the commit sha that was resolved (cache layout: snapshots/<sha>/).
         commit = weights.parent.name if len(weights.parent.name) == 40 else revision
         source = f"hub repo {model_id}"

@@ -126,14 +126,23 @@ def _check_tile_args(tile: int, overlap: int) -> None:
 
 def tile_spans(size: int, tile: int, overlap: int) -> list[_Span]:
     """Split one axis of ``size`` pixels into ``ceil(size / tile)`` cores of near-equal length (multiples
-    of 32 except the last, which ends at ``size``), each widened by ``overlap`` on both sides (clipped)."""
+    of 32 except the last, which ends at ``size``), each widened by ``overlap`` on both sides (clipped).
+    Every input starts on a multiple of 32 and has the same length mod 32 as the whole axis (inputs
+    that stop short of the end get ``size % 32`` more pixels of context), so that networks with
+    TF-"same" padding sample every tile on the whole image's grid."""
     _check_tile_args(tile, overlap)
     n = -(-size // tile)
     core = -(-size // (n * _ALIGN)) * _ALIGN  # balanced, rounded up to 32
     spans = []
     for c0 in range(0, size, core):
         c1 = min(c0 + core, size)
-        spans.append(_Span(c0, c1, max(0, c0 - overlap), min(size, c1 + overlap)))
+        i1 = min(size, c1 + overlap)
+        if i1 < size:
+            # Give every tile input the image's length mod 32: EfficientNet's TF-"same" padding puts
+            # its left pad by the parity of each level's length, so a different residue would shift
+            # the sampling grid of every feature cell, not just those near the tile border.
+            i1 += size % _ALIGN
+        spans.append(_Span(c0, c1, max(0, c0 - overlap), i1))
     return spans
 
 

@@ -244,8 +244,9 @@ class IACAMetric(
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, str(save_directory / "model.safetensors"),
-                  metadata={"format": "pt", "arch": self.arch, "iaca_metric_version": __version__})
+        # One metadata key only: safetensors writes metadata in hash-map order, so several keys would make
+        # the file's sha256 differ between runs for identical weights (arch/version live in config.json).
+        save_file(state, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
         (save_directory / "config.json").write_text(json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n")
 
     @classmethod

@@ -30,3 +30,17 @@ def hub_endpoint(hub_server, monkeypatch):
     """Like ``hub_server`` but with the in-process huggingface_hub pointed at it."""
     point_hub_at(monkeypatch, hub_server.url)
     return hub_server
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (minutes each; CI skips them)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip_slow = pytest.mark.skip(reason="slow test: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip_slow)

@@ -14,6 +14,15 @@ ARCH = "efficientnet_lite0"
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The model is tiny: one intra-op thread is fastest (and immune to a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     torch.manual_seed(0)

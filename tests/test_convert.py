@@ -157,7 +157,7 @@ def test_converted_folder_contents(converted, release_ckpt):
     with safe_open(str(weights), "pt") as fh:
         meta = fh.metadata()
         dtypes = {fh.get_slice(k).get_dtype() for k in fh.keys()}
-    assert meta["arch"] == ARCH
+    assert meta == {"format": "pt"}  # one key: a deterministic file (see IACAMetric._save_pretrained)
     assert dtypes == {"F32", "I64"}  # float32 weights, int64 num_batches_tracked
 
     card = (dst / "README.md").read_text()

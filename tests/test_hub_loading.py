@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import struct
 import textwrap
 from pathlib import Path
 
@@ -44,8 +45,24 @@ def _out(model: IACAMetric, x: torch.Tensor | None = None, ref: torch.Tensor | N
     return torch.stack([o.score, o.regr6, o.regr7])
 
 
+def _safetensors_parts(path: Path) -> tuple[dict, bytes]:
+    """(parsed JSON header, data bytes) of a safetensors file."""
+    raw = Path(path).read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The model is tiny: one intra-op thread is fastest (and immune to a busy machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +109,7 @@ def test_local_folder_round_trip(saved):
     assert info["revision"] is None
     assert info["source"] == f"local folder {d.resolve()}"
     assert Path(info["path"]) == d / "model.safetensors"
-    # str, Path and "~"-free relative spellings all work
+    # a str works as well as a Path
     assert torch.equal(_out(IACAMetric.from_pretrained(str(d))), saved["a"]["out"])
 
 
@@ -107,9 +124,11 @@ def test_round_trip_keeps_config(tmp_path):
     ref = _x() * 0.1
     assert torch.equal(_out(loaded, ref=ref), _out(model, ref=ref))
     assert not torch.equal(_out(loaded, ref=ref), _out(loaded))  # the low-light input is really used
-    # saving the loaded model again gives byte-identical weights
+    # saving the loaded model again gives the same file: same header (as JSON: safetensors writes the
+    # metadata keys in a per-process random order, so the raw header bytes may differ) and same data bytes
     loaded.save_pretrained(tmp_path / "again")
-    assert _sha(tmp_path / "again" / "model.safetensors") == _sha(tmp_path / "model.safetensors")
+    assert _safetensors_parts(tmp_path / "again" / "model.safetensors") == \
+        _safetensors_parts(tmp_path / "model.safetensors")
 
 
 # ------------------------------------------------------------------------------------------ (b) cache
@@ -313,9 +332,9 @@ def test_weights_of_another_arch(saved, tmp_path):
     msg = str(ei.value)
     assert "do not match the resnet50 architecture" in msg
     assert "missing keys: features.0.weight" in msg
-    assert "unexpected keys: features.conv_stem.weight" in msg
+    assert "unexpected keys: features.blocks.0.bn1.num_batches_tracked" in msg
+    assert "(318 in all)" in msg and "(288 in all)" in msg  # long lists: the first 12 named, all counted
     assert "shape mismatches: dr6.0.weight: file (1024, 112) vs model (1024, 1024)" in msg
-    assert "in all)" in msg  # long lists are summarised with a count
     assert "config.json's arch" in msg
 
 

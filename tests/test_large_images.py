@@ -33,6 +33,16 @@ except ImportError:  # e.g. --import-mode=importlib
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lowlight" / "ZeroDCEpp_real"
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, 2 threads are many times slower for these tiny
+    images (each op waits for a descheduled thread). Restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class _LocalBackbone(nn.Module):
     """Stride-16/32 taps with no spatial context: each cell sees only its own 16x16 / 32x32 block."""
 
@@ -64,12 +74,15 @@ def _t(h: int, w: int, seed: int, dark: float = 1.0) -> torch.Tensor:
 
 # ------------------------------------------------------------------ tiling
 def test_tile_spans_partition_and_alignment() -> None:
-    for size, tile, overlap in [(2160, 1024, 128), (3840, 1024, 128), (100, 64, 32), (1000, 256, 0), (64, 64, 64)]:
+    for size, tile, overlap in [(2160, 1024, 128), (3840, 1024, 128), (100, 64, 32), (1000, 256, 0), (64, 64, 64),
+                                (1080, 256, 128), (1079, 512, 0)]:
         spans = tile_spans(size, tile, overlap)
         assert spans[0].c0 == 0 and spans[-1].c1 == size
         assert all(a.c1 == b.c0 for a, b in zip(spans, spans[1:]))  # cores partition the axis
         assert all(s.c0 % 32 == 0 and (s.c1 % 32 == 0 or s.c1 == size) for s in spans)
-        assert all(s.i0 == max(0, s.c0 - overlap) and s.i1 == min(size, s.c1 + overlap) for s in spans)
+        assert all(s.i0 == max(0, s.c0 - overlap) and s.i0 % 32 == 0 for s in spans)
+        assert all(s.i1 == size or s.i1 == s.c1 + overlap + size % 32 for s in spans)
+        assert all((s.i1 - s.i0) % 32 == size % 32 for s in spans)  # same residue as the whole axis
         assert all(s.c1 - s.c0 <= max(tile, 32) for s in spans)
         assert len(spans) == math.ceil(size / tile)
 
@@ -94,6 +107,36 @@ def test_tiling_is_exact_for_a_local_backbone(local_model, hw, tile) -> None:
     tiled = forward_all_tiled(local_model, img, ref, tile=tile, overlap=0)
     for name in ("score", "regr6", "regr7"):
         torch.testing.assert_close(getattr(tiled, name), getattr(whole, name), atol=2e-6, rtol=0)
+
+
+class _SameBackbone(nn.Module):
+    """Stride-2 TF-"same" convolutions like EfficientNet's (left padding depends on the parity of each
+    level's size) but a receptive field of 63 pixels, so tiles with 64 pixels of context are exact
+    only if every tile samples on the whole image's grid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from iaca_metric.backbones import SameConv2d
+
+        chans = [3, 16, 32, 64, 112]
+        self.down16 = nn.ModuleList(SameConv2d(a, b, 3, stride=2) for a, b in zip(chans, chans[1:]))
+        self.down32 = SameConv2d(112, 320, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for conv in self.down16:
+            x = F.relu(conv(x))
+        return x, F.relu(self.down32(x))
+
+
+@pytest.mark.parametrize("hw", [(160, 224), (150, 231), (97, 200)])
+def test_tiling_is_exact_with_same_padding(hw) -> None:
+    m = make_model(seed=2)
+    torch.manual_seed(2)
+    m.features = _SameBackbone()
+    img = _t(*hw, 13)
+    with torch.no_grad():
+        whole = m(img)
+    torch.testing.assert_close(score_tiled(m, img, tile=64, overlap=64), whole, atol=2e-6, rtol=0)
 
 
 def test_single_tile_is_the_ordinary_forward(model) -> None:

@@ -205,7 +205,9 @@ def test_half_precision_input_without_autocast(roi_model) -> None:
     out = crit(xb)
     out.sum().backward()
     assert xb.grad is not None and xb.grad.dtype == torch.bfloat16 and torch.isfinite(xb.grad.float()).all()
-    assert float((out.float() - fp32).abs().max()) < 0.1
+    diff = float((out.detach().float() - fp32).abs().max())
+    print(f"\nbf16 images (no autocast) vs fp32 images: max |diff| = {diff:.4f}")
+    assert out.dtype == torch.float32 and diff < 0.1  # computed by the fp32 model on the rounded images
 
 
 # ---------------------------------------------------------------------------------------- validation

