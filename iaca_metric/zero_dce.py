@@ -98,12 +98,26 @@ class ZeroDCE(nn.Module):
             r = F.interpolate(self.curves(small), size=(h, w), mode="bilinear", align_corners=False)
         else:
             r = self.curves(x)
-        maps = torch.split(r, 3, dim=1)
-        y = x
-        for i in range(n_iter):
-            y = y + maps[i % N_ITER] * (y * y - y)
-        # The curve keeps [0, 1] mathematically; clamp only removes float round-off.
-        return y.clamp(0.0, 1.0)
+        return apply_curves(x, r, n_iter)
+
+
+def apply_curves(x: torch.Tensor, r: torch.Tensor, n_iter: int = N_ITER) -> torch.Tensor:
+    """Apply the iterative quadratic curve ``y <- y + r_i * (y**2 - y)``.
+
+    Args:
+        x: (N, 3, H, W) float in [0, 1].
+        r: (N, 24, H, W) curve maps from :meth:`ZeroDCE.curves` (same H, W as ``x``).
+        n_iter: iterations; iteration i uses map ``i mod 8``.
+    Returns:
+        (N, 3, H, W) in [0, 1]. Training code that needs the maps themselves (e.g. for the
+        illumination-smoothness loss) calls ``r = net.curves(x)`` and then this function.
+    """
+    maps = torch.split(r, 3, dim=1)
+    y = x
+    for i in range(n_iter):
+        y = y + maps[i % N_ITER] * (y * y - y)
+    # The curve keeps [0, 1] mathematically; clamp only removes float round-off.
+    return y.clamp(0.0, 1.0)
 
 
 def _default_weights_path() -> Path:

@@ -26,7 +26,7 @@ Rules (all constants below; justified in ``docs/training_data.md``):
   input nor the reference; evenly spread over the ranks, always including the
   darkest and brightest; brighter-than-reference ones act as natural
   over-enhancement). The reference is *not* a candidate (it would trivially win
-  every pair). Typically 27-30 candidates per group.
+  every pair). 26-30 candidates per group (mean 29).
 
 Output layout (paths in the index are relative to ``out_dir``)::
 

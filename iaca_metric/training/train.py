@@ -96,24 +96,46 @@ def cache_group_features(model: IACAMetric, records: list[Record], indices: list
     return out
 
 
+def subset_positions(scores: Sequence[float], k: int | None) -> list[int]:
+    """Deterministic subset of a scene's candidates: ``k`` evenly spaced score ranks (best and worst
+    always kept), in their original order. Halves feature caching cost on CPU while keeping the
+    scene's full quality range; None or k >= n keeps all."""
+    n = len(scores)
+    if k is None or k >= n:
+        return list(range(n))
+    order = np.argsort(np.asarray(scores), kind="mergesort")
+    picks = {int(order[int(round(r))]) for r in np.linspace(0, n - 1, k)}
+    return sorted(picks)
+
+
 def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freeze: str, size: int | None,
-                desc: str) -> dict[str, dict[str, torch.Tensor]]:
-    """Cache every group's frozen features under ``cache_dir`` (resumable: existing files are reused)."""
+                desc: str, max_candidates: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    """Cache every group's frozen features under ``cache_dir`` (resumable: existing files are reused;
+    a subset is cut from a full-group file when one exists)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     groups = group_indices(records)
     out = {}
     for g, idx in _progress(groups.items(), desc=f"cache {desc}", total=len(groups)):
-        f = cache_dir / f"{_group_key(g)}_{freeze}_{size}.pt"
-        if f.is_file():
-            try:
-                out[g] = torch.load(f, weights_only=True)
-                continue
-            except Exception:  # a file cut short by an interrupted run: rebuild it
-                f.unlink()
-        item = cache_group_features(model, records, idx, freeze, size)
-        tmp = f.with_suffix(".tmp")
-        torch.save(item, tmp)
-        os.replace(tmp, f)  # atomic: a killed run never leaves a half-written cache file
+        pos = subset_positions([records[i].score for i in idx], max_candidates)
+        full = cache_dir / f"{_group_key(g)}_{freeze}_{size}.pt"
+        f = full if len(pos) == len(idx) else cache_dir / f"{_group_key(g)}_{freeze}_{size}_k{len(pos)}.pt"
+        item = None
+        for cand in dict.fromkeys([f, full]):
+            if cand.is_file():
+                try:
+                    item = torch.load(cand, weights_only=True)
+                except Exception:  # a file cut short by an interrupted run: rebuild it
+                    cand.unlink()
+                    continue
+                if cand != f:
+                    sel = torch.tensor(pos)
+                    item = {k: v[sel] for k, v in item.items()}
+                break
+        if item is None:
+            item = cache_group_features(model, records, [idx[p] for p in pos], freeze, size)
+            tmp = f.with_suffix(".tmp")
+            torch.save(item, tmp)
+            os.replace(tmp, f)  # atomic: a killed run never leaves a half-written cache file
         out[g] = item
     return out
 
@@ -236,7 +258,8 @@ def train(args: argparse.Namespace) -> Path:
         trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
         if args.init_from:
             trunk_model.load_state_dict(model.state_dict())
-        train_cache = build_cache(trunk_model, train_recs, cache_dir, args.freeze, args.size, "train")
+        train_cache = build_cache(trunk_model, train_recs, cache_dir, args.freeze, args.size, "train",
+                                  max_candidates=args.max_candidates)
         val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val")
         del trunk_model
     for epoch in range(start_epoch, args.epochs):
@@ -386,6 +409,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--val-split", default="val")
     p.add_argument("--cache", default=None, help="feature cache folder (default RUN/cache)")
     p.add_argument("--size", type=int, default=None, help="resize the shorter side to this (default: native)")
+    p.add_argument("--max-candidates", type=int, default=None,
+                   help="cached recipe: train on this many candidates per scene (evenly spaced score ranks)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--groups-per-batch", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=16, help="finetune recipe")
