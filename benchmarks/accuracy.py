@@ -60,8 +60,12 @@ def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bo
     for r in _progress(records, desc="scoring"):
         img = load_image(r.image)[None]
         low = load(r.low) if r.low is not None else None
-        out["iaca"].append(float(model(img, low if model.uses_ref else None)))
-        out["iaca_no_ref"].append(float(model(img, None)) if not model.requires_ref else float("nan"))
+        # the trunk does not see ref, so run it once and only repeat the heads for the two illumination maps
+        f16, f32 = model.features(img)
+        illum = model.illumination_map(img, low if model.uses_ref else None)
+        out["iaca"].append(float(model.features_to_output(f16, f32, illum).score))
+        out["iaca_no_ref"].append(float(model.features_to_output(f16, f32, model.illumination_map(img, None)).score)
+                                  if not model.requires_ref else float("nan"))
         ref = load(r.ref) if (r.ref is not None and with_ref_metrics) else None
         if ref is not None and ref.shape == img.shape:
             out["psnr"].append(float(psnr(img, ref)))

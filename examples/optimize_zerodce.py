@@ -106,7 +106,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Defaults sized for <= 40 min on 2 CPU cores *while another training job shares them* (see
 # TIMING_* below); --quick replaces them with a tiny smoke profile. Explicit options always win.
 DEFAULTS: dict[str, Any] = dict(
-    steps=60, batch=4, crop=256, lr=1e-4, clip=1.0, ckpt_every=10, eval_scenes=None, eval_inputs="first",
+    steps=80, batch=4, crop=256, lr=1e-4, clip=1.0, ckpt_every=10, eval_scenes=None, eval_inputs="first",
     grid_rows=4, tile=160, threads=2, run_dir=ROOT / "runs" / "optimize_zerodce",
     out_doc=ROOT / "docs" / "optimization.md", grid=ROOT / "docs" / "plots" / "optimization_grid.png",
     json=ROOT / "docs" / "results" / "optimization.json",
@@ -115,13 +115,14 @@ QUICK: dict[str, Any] = dict(
     steps=2, batch=2, crop=64, ckpt_every=1, eval_scenes=2, grid_rows=2, tile=64,
     run_dir=ROOT / "runs" / "optimize_zerodce_quick",
 )
-# Measured on the development machine (2 shared cores, load average 5-6 from a concurrent training job,
-# torch 2.13 CPU, 2 threads): seconds per megapixel of training batch (crop^2 * batch) for one step
-# (forward + backward) of each objective, and seconds per 512x512 evaluation pair (3 Zero-DCE forwards,
-# 5 IACA-Lite scores, PSNR/SSIM). On an idle machine expect roughly half.
+# Cost model for the start-up estimate, from timed smoke runs of this script on the development machine
+# (2 CPU cores shared with a concurrent training job, load average 4-6; torch 2.13 CPU, 2 threads):
+# seconds per megapixel of training batch (batch * crop^2) per step (forward + backward; measured
+# 22.7 and 33.8 at load ~4.4, up to ~25 and ~60 at load 5-6), and seconds per 512x512 evaluation pair
+# (3 Zero-DCE forwards, 5 IACA-Lite scores, PSNR/SSIM; measured 10-25). Rounded up: an idle machine is faster.
 TIMING_ZERODCE_S_PER_MPIX = 28.0
 TIMING_IACA_S_PER_MPIX = 45.0
-TIMING_EVAL_S_PER_PAIR_512 = 25.0
+TIMING_EVAL_S_PER_PAIR_512 = 20.0
 
 W_SPA, W_EXP, W_COL, W_TVA = 1.0, 1.0, 0.5, 20.0  # Zero-DCE paper weights
 EXPOSURE_E, EXPOSURE_PATCH, SPATIAL_REGION = 0.6, 16, 4
@@ -329,8 +330,8 @@ def finetune(name: str, objective: Objective, pool: TrainPool, *, steps: int, ba
         if clip:
             torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         opt.step()
-        history.append({"step": step + 1, "loss": float(loss), **parts})
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        history.append({"step": step + 1, "loss": float(loss.detach()), **parts})
+        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if (step + 1) % ckpt_every == 0 or step + 1 == steps:
             save(step + 1)
     bar.close()
@@ -363,9 +364,11 @@ def evaluate(pairs: list[Group], data: str | os.PathLike, nets: dict[str, ZeroDC
     done: dict[str, dict] = {}
     if cache.is_file():
         for ln in cache.read_text(encoding="utf-8").splitlines():
-            if ln.strip():
+            try:
                 r = json.loads(ln)
-                done[r["pair"]] = r
+            except json.JSONDecodeError:  # a line cut short by a kill: recompute that pair
+                continue
+            done[r["pair"]] = r
     tiles_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     todo = [g for g in pairs if pair_id(g) not in done
@@ -447,8 +450,8 @@ def make_grid(rows: list[dict[str, Any]], tiles_dir: Path, tile: int, out: Path)
                 grid.paste(im, (x + (tile - im.width) // 2, y + (tile - im.height) // 2))
             m = r["metrics"][c]
             line1 = r["pair"] if c == "input" else ""
-            line1 = f"{line1} IACA {m['iaca']:+.2f}".strip()
-            line2 = f"{m['psnr']:.1f} dB  SSIM {m['ssim']:.2f}" if "psnr" in m else "(ground truth)"
+            line1 = f"{line1} \u00b7 IACA {m['iaca']:+.2f}" if line1 else f"IACA {m['iaca']:+.2f}"
+            line2 = f"{m['psnr']:.1f} dB \u00b7 SSIM {m['ssim']:.2f}" if "psnr" in m else "(PSNR/SSIM reference)"
             draw.text((x + 2, y + tile + 1), line1, fill="black", font=font)
             draw.text((x + 2, y + tile + cap_h), line2, fill="black", font=font)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -541,7 +544,7 @@ def write_doc(report: dict[str, Any], path: Path, grid: Path) -> None:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def machine_info(threads: int) -> dict[str, Any]:
+def machine_info(threads: int, load: list[float] | None) -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
         for ln in Path("/proc/cpuinfo").read_text().splitlines():
@@ -550,7 +553,6 @@ def machine_info(threads: int) -> dict[str, Any]:
                 break
     except OSError:
         pass
-    load = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
             "python": platform.python_version(), "loadavg_start": load,
             "summary": f"{cpu}, {os.cpu_count()} cores, {threads} torch threads, torch {torch.__version__}"
@@ -640,6 +642,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     a = resolve(build_parser().parse_args(argv))
     t_start = time.perf_counter()
+    load_start = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     torch.set_num_threads(a.threads)
     command = "python examples/optimize_zerodce.py " + shlex.join(argv)
     progress = not a.no_progress
@@ -698,7 +701,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": command,
-        "machine": machine_info(a.threads),
+        "machine": machine_info(a.threads, load_start),
         "iaca_model": qinfo,
         "settings": {k: getattr(a, k) for k in ("steps", "batch", "crop", "lr", "clip", "iaca_weight", "seed",
                                                 "eval_inputs", "eval_scenes", "ckpt_every", "quick")},

@@ -85,7 +85,7 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
             before scoring, which changes its score; see :func:`iaca_metric.large_images.fit_max_pixels`.
         tile: score large images at full resolution in tiles instead (exact global pooling statistics,
             overlapping context; see :mod:`iaca_metric.large_images` for the measured tolerance). Tiles
-            are 1024 px plus 128 px context per side, or sized so each tile's input fits ``max_pixels``;
+            are 1024 px plus 256 px context per side, or sized so each tile's input fits ``max_pixels``;
             images within one tile (or within ``max_pixels``) are scored whole, as without ``tile``.
 
     Returns:

@@ -33,7 +33,7 @@ latter vary with std 0.46 across the 1080p photos; full tables in ``docs/scale_o
 * generated 512x768, ``tile=256``: overlap 0 / 64 / 128 -> 0.044 / 0.0031 / 0.00074 (test model),
   0.031 / 0.0021 / 0.00013 (ImageNet backbone);
 * real photos (ZeroDCE++ real set), ImageNet backbone, ``tile=1024``: five 1080p photos, overlap
-  0 / 64 / 128 / 256 -> 0.074 / 0.039 / 0.012 / OV256; two 4K photos, overlap 0 / 128 -> 0.077 / 0.0076;
+  0 / 64 / 128 / 192 / 256 -> 0.074 / 0.039 / 0.012 / 0.0026 / 0.00044; two 4K photos, overlap 0 / 128 -> 0.077 / 0.0076;
   downscaling to 1 MP instead (``fit_max_pixels``) -> 0.14 (1080p), 0.21 (4K);
 * exact (< 2e-6) for backbones whose receptive field fits in the overlap (tests).
 
@@ -42,8 +42,10 @@ score units of these models; re-run the benchmark for a trained model).
 
 Peak memory: the largest activation of EfficientNet-Lite0 is the 96-channel stride-2 map, about
 ``H*W*96`` bytes in float32; tiling bounds it by the tile input ``(tile + 2*overlap)**2`` instead of
-``H*W``. Scoring one 3840x2160 image on CPU peaked at 3.06 GB RSS whole and 1.20 GB tiled
-(``tile=1024, overlap=128``), for a 0.36 GB baseline of model and image.
+``H*W``. Scoring one 3840x2160 image on CPU peaked at 2.92 GiB RSS whole, 1.27 GiB tiled with the
+default ``tile=1024, overlap=256`` and 1.14 GiB with ``overlap=128``, over a 0.34 GiB baseline of
+model and image (``ru_maxrss``, one run each). The price is compute: the tile inputs add up to 1.43x (1080p) / 1.50x (4K) the image
+area with overlap 128, 1.90x / 2.08x with 256.
 """
 from __future__ import annotations
 
@@ -61,8 +63,9 @@ __all__ = ["fit_max_pixels", "check_max_pixels", "forward_all_tiled", "score_til
 #: Core tile side in pixels used by ``score(..., tile=True)`` without ``max_pixels``.
 DEFAULT_TILE = 1024
 #: Context added on each side of a core tile (pixels, a multiple of 32).
-DEFAULT_OVERLAP = 128
-#: Documented bound on |tiled - whole-image| raw score at the default overlap (see module docstring).
+DEFAULT_OVERLAP = 256
+#: Documented bound on |tiled - whole-image| raw score for ``overlap >= 128`` and ``tile >= 256`` (see the
+#: module docstring: measured max 0.012 at overlap 128 and 0.00044 at 256 on 1080p photos).
 TILED_ABS_TOL = 2e-2
 
 _ALIGN = 32  # coarsest backbone stride: tile borders on multiples of it keep the feature grids aligned

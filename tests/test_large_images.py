@@ -147,11 +147,13 @@ def test_single_tile_is_the_ordinary_forward(model) -> None:
 
 
 def test_tiled_agrees_with_whole_image_generated(model) -> None:
-    """The documented tolerance: generated 512x768 image, 256-pixel tiles (6 tiles), default overlap."""
+    """The documented tolerance: generated 512x768 image, 256-pixel tiles (6 tiles), overlap 128 (the
+    smallest overlap the tolerance is documented for; the default, 256, would give every tile most of
+    this small image)."""
     img, ref = _t(512, 768, 11), _t(512, 768, 12, dark=0.15)
     with torch.no_grad():
         whole = model.forward_all(img, ref)
-    tiled = forward_all_tiled(model, img, ref, tile=256, overlap=DEFAULT_OVERLAP)
+    tiled = forward_all_tiled(model, img, ref, tile=256, overlap=128)
     diff = (tiled.score - whole.score).abs().max().item()
     assert diff <= TILED_ABS_TOL, f"tiled - whole = {diff:.3g} > documented tolerance {TILED_ABS_TOL}"
     for name in ("regr6", "regr7"):
@@ -174,7 +176,7 @@ def test_tiled_agrees_with_whole_image_real_photo(model) -> None:
     img = load_image(photos[0])[None]
     with torch.no_grad():
         whole = model(img)
-    tiled = score_tiled(model, img, tile=256, overlap=DEFAULT_OVERLAP)
+    tiled = score_tiled(model, img, tile=256, overlap=128)
     assert (tiled - whole).abs().max().item() <= TILED_ABS_TOL
 
 
@@ -249,7 +251,7 @@ _RSS_SCRIPT = textwrap.dedent("""
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.time()
     with torch.no_grad():
-        s = score_tiled(model, img, tile=1024, overlap=128) if {tiled!r} else model(img)
+        s = score_tiled(model, img, tile=1024, overlap={overlap!r}) if {tiled!r} else model(img)
     print(json.dumps({{"tiled": {tiled!r}, "score": float(s), "seconds": time.time() - t0,
                       "maxrss_before_kib": before,
                       "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
@@ -257,19 +259,21 @@ _RSS_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_peak_memory_4k_tiled_vs_whole(tmp_path) -> None:
-    """Peak RSS of scoring one 3840x2160 image, whole vs tiled (1024 + 128 context), each in a fresh
-    subprocess. Numbers are printed (run with -s) and written to tmp_path/peak_rss.json."""
+def test_peak_memory_4k_tiled_vs_whole() -> None:
+    """Peak RSS of scoring one 3840x2160 image, whole vs tiled (1024-px tiles with 128 and with the
+    default 256 px of context), each in a fresh subprocess. Numbers are printed (run with -s)."""
     res = {}
-    for tiled in (False, True):
-        code = _RSS_SCRIPT.format(tests=str(Path(__file__).resolve().parent), tiled=tiled)
+    for tiled, overlap in ((False, 0), (True, 128), (True, DEFAULT_OVERLAP)):
+        code = _RSS_SCRIPT.format(tests=str(Path(__file__).resolve().parent), tiled=tiled, overlap=overlap)
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=1800,
                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert p.returncode == 0, p.stderr[-3000:]
-        res[tiled] = json.loads(p.stdout.strip().splitlines()[-1])
-    (tmp_path / "peak_rss.json").write_text(json.dumps(res, indent=1))
+        res["whole" if not tiled else f"tiled_1024_{overlap}"] = json.loads(p.stdout.strip().splitlines()[-1])
     print(json.dumps(res, indent=1))
-    whole, tiled = res[False], res[True]
-    assert abs(whole["score"] - tiled["score"]) <= TILED_ABS_TOL
-    # tiling must at least halve the activation memory on top of the model + image baseline
-    assert tiled["maxrss_kib"] - tiled["maxrss_before_kib"] < 0.5 * (whole["maxrss_kib"] - whole["maxrss_before_kib"])
+    whole = res["whole"]
+    for key in ("tiled_1024_128", f"tiled_1024_{DEFAULT_OVERLAP}"):
+        tiled = res[key]
+        assert abs(whole["score"] - tiled["score"]) <= TILED_ABS_TOL
+        # tiling must at least halve the activation memory on top of the model + image baseline
+        assert (tiled["maxrss_kib"] - tiled["maxrss_before_kib"]
+                < 0.5 * (whole["maxrss_kib"] - whole["maxrss_before_kib"]))

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from iaca_metric import IACAMetric
 from iaca_metric.training.datasets import read_sice_index, read_squarelol
 from iaca_metric.training.norm_in_norm import iaca_training_loss, norm_in_norm
 from iaca_metric.training.train import build_parser, spearman, train, within_group_srcc
+
+from synthetic_data import write_sice_like, write_squarelol_like
 
 
 # ------------------------------------------------------------------------------------------ loss
@@ -60,54 +61,15 @@ def test_spearman_and_within_group_srcc():
 
 
 # ------------------------------------------------------------------------------------------ data
-def _scene_images(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
-    """A textured scene, its dark capture, and candidates of increasing quality (score = index)."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    base = np.stack([0.5 + 0.4 * np.sin(6 * xx + rng.uniform(0, 3)), 0.5 + 0.4 * np.cos(5 * yy),
-                     0.5 + 0.3 * np.sin(4 * (xx + yy))], -1)
-    low = base * 0.08
-    cands = [np.clip(base * k + rng.normal(0, 0.25 * (1 - k), base.shape), 0, 1) for k in (0.1, 0.3, 0.5, 0.7, 0.9)]
-    return low, cands
-
-
-def _save(arr: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(arr, 0, 1) * 255).round().astype(np.uint8)).save(path)
-
-
 @pytest.fixture(scope="module")
 def sice_like(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("sice_like")
-    rng = np.random.default_rng(0)
-    rows = []
-    for s in range(6):
-        split = "train" if s < 4 else "val"
-        low, cands = _scene_images(rng)
-        _save(low, root / f"s{s}" / "low.png")
-        for k, c in enumerate(cands):
-            _save(c, root / f"s{s}" / f"c{k}.png")
-            rows.append({"split": split, "scene": f"s{s}", "group": f"s{s}/low", "candidate": f"c{k}",
-                         "path": f"s{s}/c{k}.png", "low": f"s{s}/low.png", "ref": None, "score": k / 4})
-    (root / "index.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return root
+    return write_sice_like(tmp_path_factory.mktemp("sice_like"))
 
 
 @pytest.fixture(scope="module")
 def squarelol_like(tmp_path_factory) -> Path:
     """A small dataset in the SQUARE-LOL layout: 4 scenes x 5 methods, win-rate-like scores."""
-    root = tmp_path_factory.mktemp("squarelol_like")
-    rng = np.random.default_rng(1)
-    lines = []
-    for s in range(1, 5):
-        low, cands = _scene_images(rng)
-        _save(low, root / "low" / f"low{s:05d}.png")
-        _save(cands[-1], root / "normal" / f"normal{s:05d}.png")
-        for k, c in enumerate(cands):
-            name = f"low{s:05d}_M{k}_0.png"
-            _save(c, root / "enhanced" / name)
-            lines.append(f"{name}\t{k / 4:.9f}")
-    (root / "name_mos.txt").write_text("\n".join(lines) + "\n")
-    return root
+    return write_squarelol_like(tmp_path_factory.mktemp("squarelol_like"))
 
 
 def test_read_sice_index(sice_like):
