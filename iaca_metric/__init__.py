@@ -17,5 +17,6 @@ __all__ = ["__version__", "IACAMetric", "IACAOutput", "WeightsError"]
 from .api import score  # noqa: E402
 from .loss import IACALoss  # noqa: E402
 from .inputs import InputError  # noqa: E402
+from .stateful import IACAScore  # noqa: E402
 
-__all__ += ["score", "IACALoss", "InputError"]
+__all__ += ["score", "IACALoss", "InputError", "IACAScore"]

@@ -44,8 +44,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
                            device=args.device, resume=args.resume, max_pixels=args.max_pixels,
                            grayscale="replicate" if args.grayscale else "error", progress=not args.quiet)
         failed = [r for r in rows if r.get("error")]
-        for r in failed:
-            print(f"failed: {r['path']}: {r['error']}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # every rank holds all rows; report them once
+            for r in failed:
+                print(f"failed: {r['path']}: {r['error']}", file=sys.stderr)
         if args.out and not args.quiet:
             print(f"wrote {len(rows)} rows to {args.out} ({len(failed)} failed)", file=sys.stderr)
         return 1 if failed else 0

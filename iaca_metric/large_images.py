@@ -1,51 +1,53 @@
 """Memory bounds for very large images: the ``max_pixels`` policy, by downscaling or by tiling.
 
 IACA pools each weighted backbone tap globally (per-channel mean and std over the whole feature map)
-before its heads, so activation memory, not the heads, limits the image size.  Two policies bound it:
+before its heads, so activation memory, not the heads, limits the image size. Two policies bound it:
 
 **Downscale** (:func:`fit_max_pixels`, ``score(..., max_pixels=P)``, ``iaca-metric score
 --max-pixels P``): an image above ``P`` pixels is resized (antialiased bilinear) to at most ``P``
 pixels, keeping its aspect ratio; the low-light input is resized identically so the illumination map
-stays aligned.  Cheap and bounded, but the network then sees a different image (finer texture and
+stays aligned. Cheap and bounded, but the network then sees a different image (fine texture and
 noise are averaged away), so the score changes; how much depends on the model and the content.
 
 **Tile** (:func:`forward_all_tiled`, :func:`score_tiled`, ``score(..., tile=True)``): the image is
-scored at full resolution.  It is cut into non-overlapping *core* regions whose borders lie on
+scored at full resolution. It is cut into non-overlapping *core* regions whose borders lie on
 multiples of 32 pixels; each core is run through the backbone with ``overlap`` extra pixels of real
 image context on every side (clipped at the image border), and only the feature cells of the core
-are kept.  All backbones here are stride-16/stride-32 networks of padded convolutions, so a tile
+are kept. All backbones here are stride-16/stride-32 networks of padded convolutions, so a tile
 whose origin is a multiple of 32, and whose length has the image's length mod 32 (EfficientNet's
 TF-"same" padding puts its left pad by the parity of each level's size), yields feature cells on
-exactly the whole-image grid: the kept cells partition the whole-image feature maps.  The illumination weight maps (``getw5``/``getw6`` on
-the max-pooled illumination map) are small (H/16 x W/16) and are computed once for the whole image,
-exactly as :meth:`IACAMetric._stage` does.  Per channel, the sums of ``x`` and ``x**2`` of the
-weighted features are accumulated in float64 over all tiles, giving the exact global mean and
-``E[x^2]``; the std, attention gate and heads then run as in ``_stage``.  The combination is exact:
-the only difference from the whole-image score comes from feature cells near a core border whose
-receptive field reaches past the tile's context (there the network sees zero padding instead of the
-neighbouring pixels).  An image that fits in one tile is scored by the ordinary forward pass.
+exactly the whole-image grid: the kept cells partition the whole-image feature maps. The
+illumination weight maps (``getw5``/``getw6`` on the max-pooled illumination map) are small
+(H/16 x W/16) and are computed once for the whole image, exactly as :meth:`IACAMetric._stage` does.
+Per channel, the sums of ``x`` and ``x**2`` of the weighted features are accumulated in float64 over
+all tiles, giving the exact global mean and ``E[x^2]``; the std, attention gate and heads then run
+as in ``_stage``. The combination is exact: the only difference from the whole-image score comes
+from feature cells near a core border whose receptive field reaches past the tile's context (there
+the network sees zero padding instead of the neighbouring pixels). An image that fits in one tile is
+scored by the ordinary forward pass.
 
-Measured agreement, max |tiled - whole-image| raw score (``benchmarks/tiling_agreement.py``, torch 2.13
-CPU; stand-in models because the embedded weights are trained separately: the seeded random test
-model, and the same heads on an ImageNet-weight EfficientNet-Lite0 backbone; raw scores of the
-latter vary with std 0.46 across the 1080p photos; full tables in ``docs/scale_out.md``):
+Measured agreement, max |tiled - whole-image| raw score (``benchmarks/tiling_agreement.py``, torch
+2.13 CPU; stand-in models because the embedded weights are trained separately: the seeded random
+test model, and the same heads on an ImageNet-weight EfficientNet-Lite0 backbone, whose raw scores
+vary with std 0.46 across the 1080p photos; full tables in ``docs/scale_out.md``):
 
 * generated 512x768, ``tile=256``: overlap 0 / 64 / 128 -> 0.044 / 0.0031 / 0.00074 (test model),
   0.031 / 0.0021 / 0.00013 (ImageNet backbone);
 * real photos (ZeroDCE++ real set), ImageNet backbone, ``tile=1024``: five 1080p photos, overlap
-  0 / 64 / 128 / 192 / 256 -> 0.074 / 0.039 / 0.012 / 0.0026 / 0.00044; two 4K photos, overlap 0 / 128 -> 0.077 / 0.0076;
-  downscaling to 1 MP instead (``fit_max_pixels``) -> 0.14 (1080p), 0.21 (4K);
+  0 / 64 / 128 / 192 / 256 -> 0.074 / 0.039 / 0.012 / 0.0026 / 0.00044; two 4K photos, overlap
+  0 / 128 / 256 -> 0.077 / 0.0076 / 0.00028; downscaling to 1 MP instead (``fit_max_pixels``) ->
+  0.14 (1080p), 0.21 (4K);
 * exact (< 2e-6) for backbones whose receptive field fits in the overlap (tests).
 
-The documented tolerance at the default overlap, used by the tests, is :data:`TILED_ABS_TOL` (raw
+The documented tolerance for ``overlap >= 128``, used by the tests, is :data:`TILED_ABS_TOL` (raw
 score units of these models; re-run the benchmark for a trained model).
 
 Peak memory: the largest activation of EfficientNet-Lite0 is the 96-channel stride-2 map, about
 ``H*W*96`` bytes in float32; tiling bounds it by the tile input ``(tile + 2*overlap)**2`` instead of
 ``H*W``. Scoring one 3840x2160 image on CPU peaked at 2.92 GiB RSS whole, 1.27 GiB tiled with the
 default ``tile=1024, overlap=256`` and 1.14 GiB with ``overlap=128``, over a 0.34 GiB baseline of
-model and image (``ru_maxrss``, one run each). The price is compute: the tile inputs add up to 1.43x (1080p) / 1.50x (4K) the image
-area with overlap 128, 1.90x / 2.08x with 256.
+model and image (``ru_maxrss``, one run each). The price is compute: the tile inputs add up to
+1.43x (1080p) / 1.50x (4K) the image area with overlap 128, 1.90x / 2.08x with 256.
 """
 from __future__ import annotations
 

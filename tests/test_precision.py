@@ -29,7 +29,8 @@ except ImportError:  # e.g. --import-mode=importlib
     from iaca_test_models import low_light, make_image, make_model
 
 TOL = {torch.float16: 1e-2, torch.bfloat16: 3e-2}
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() is False)")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (torch.cuda.is_available() is False)")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -69,7 +69,8 @@ def _feed_mixed(metric: IACAScore, images, tmp_path: Path) -> None:
     batch_low = torch.stack([torch.from_numpy(e).permute(2, 0, 1).float() / 255 for e in low[:2]])
     metric.update(batch, batch_low)
     metric.update(enh[2], low[2])
-    metric.update([Image.fromarray(enh[3]), Image.fromarray(enh[4])], [Image.fromarray(low[3]), Image.fromarray(low[4])])
+    metric.update([Image.fromarray(enh[3]), Image.fromarray(enh[4])],
+                  [Image.fromarray(low[3]), Image.fromarray(low[4])])
     Image.fromarray(enh[5]).save(tmp_path / "e5.png")
     Image.fromarray(low[5]).save(tmp_path / "l5.png")
     metric.update([str(tmp_path / "e5.png")], [tmp_path / "l5.png"])
