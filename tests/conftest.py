@@ -44,3 +44,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for modules that only run tiny models: on a shared 2-core machine two threads
+    are many times slower for tiny images (each op waits for a descheduled thread). Restored after."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,13 +14,7 @@ ARCH = "efficientnet_lite0"
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The model is tiny: one intra-op thread is fastest (and immune to a busy machine)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread is fastest
 
 
 @pytest.fixture(scope="module")

@@ -15,21 +15,10 @@ import torch
 from PIL import Image
 
 TESTS = Path(__file__).resolve().parent
-try:
-    from iaca_test_models import make_image, make_model
-except ImportError:  # e.g. --import-mode=importlib
-    sys.path.insert(0, str(TESTS))
-    from iaca_test_models import make_image, make_model
+from iaca_test_models import make_image, make_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads are many times slower for these tiny
-    images (each op waits for a descheduled thread). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread is fastest
 
 
 def _free_port() -> int:

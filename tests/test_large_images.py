@@ -33,14 +33,7 @@ except ImportError:  # e.g. --import-mode=importlib
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "lowlight" / "ZeroDCEpp_real"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads are many times slower for these tiny
-    images (each op waits for a descheduled thread). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread is fastest
 
 
 class _LocalBackbone(nn.Module):

@@ -20,21 +20,10 @@ from iaca_metric import InputError
 from iaca_metric.stateful import IACAScore, summarize_sums, to_torchmetrics
 
 TESTS = Path(__file__).resolve().parent
-try:
-    from iaca_test_models import low_light, make_image, make_model
-except ImportError:  # e.g. --import-mode=importlib
-    sys.path.insert(0, str(TESTS))
-    from iaca_test_models import low_light, make_image, make_model
+from iaca_test_models import low_light, make_image, make_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 threads are many times slower for these tiny
-    images (each op waits for a descheduled thread). Restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: 1 thread is fastest
 
 
 # Scores of the same image agree to ~2e-6 (not bitwise) when it is scored in a different batch: CPU
