@@ -21,10 +21,13 @@ import torch
 if TYPE_CHECKING:  # pragma: no cover
     from .model import IACAMetric
 
-__all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "default_model_dir", "read_config", "sha256_file",
+__all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_SHA256", "default_model_dir", "read_config", "sha256_file",
            "load_safetensors", "check_state_dict", "load_weights_file", "load_pretrained"]
 
 DEFAULT_MODEL_NAME = "iaca-lite-sice"
+# sha256 of weights/iaca-lite-sice/model.safetensors; checked on every load of the embedded model so a
+# damaged installation fails loudly instead of scoring with flipped bits.
+DEFAULT_MODEL_SHA256 = "acddc31bcd3fc505acb4cd18e317b737cc4c68f78d28d3197c7544c2a80d925b"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -137,12 +140,17 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
 
 
 def load_weights_file(model: "IACAMetric", path: str | os.PathLike, *, source: str,
-                      revision: str | None = None) -> "IACAMetric":
-    """Load ``model.safetensors`` at ``path`` into ``model`` (strict) and record its provenance."""
+                      revision: str | None = None, expected_sha256: str | None = None) -> "IACAMetric":
+    """Load ``model.safetensors`` at ``path`` into ``model`` (strict) and record its provenance.
+    With ``expected_sha256``, a file with another hash is refused."""
+    sha = sha256_file(path) if Path(path).is_file() else None
+    if expected_sha256 is not None and sha != expected_sha256:
+        raise WeightsError(f"{path}: sha256 {sha} does not match the pinned {expected_sha256}; the installed "
+                           "weights are damaged or were replaced. Reinstall iaca-metric.")
     state = load_safetensors(path)
     check_state_dict(model, state, str(path))
     model.load_state_dict(state, strict=True)
-    model.weights_info = {"source": source, "revision": revision, "sha256": sha256_file(path), "path": str(path)}
+    model.weights_info = {"source": source, "revision": revision, "sha256": sha, "path": str(path)}
     return model
 
 

@@ -135,9 +135,10 @@ class IACAMetric(
         self.weights_info: dict[str, Any] = {"source": "uninitialised", "revision": None, "sha256": None}
         self.eval()
         if embedded:
-            from .hub import load_weights_file
+            from .hub import DEFAULT_MODEL_SHA256, load_weights_file
 
-            load_weights_file(self, default_model_dir() / "model.safetensors", source="embedded default model")
+            load_weights_file(self, default_model_dir() / "model.safetensors", source="embedded default model",
+                              expected_sha256=DEFAULT_MODEL_SHA256)
             self._hub_mixin_config = self.config_dict()
 
     # ------------------------------------------------------------------ configuration

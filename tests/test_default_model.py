@@ -1,0 +1,82 @@
+"""The embedded default model (IACA-Lite): pinned weights, size limits, config, and behaviour on real
+photos when ../shared/data is present."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from iaca_metric import IACAMetric, WeightsError
+from iaca_metric.hub import DEFAULT_MODEL_SHA256, default_model_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDER = ROOT / "weights" / "iaca-lite-sice"
+DATA = ROOT.parent / "shared" / "data"
+# Pinned here as well as in the package: changing the shipped weights must be a deliberate, visible edit.
+PINNED = "acddc31bcd3fc505acb4cd18e317b737cc4c68f78d28d3197c7544c2a80d925b"
+
+pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
+                                reason="weights/iaca-lite-sice has not been trained yet")
+
+
+def test_sha256_is_pinned():
+    sha = hashlib.sha256((FOLDER / "model.safetensors").read_bytes()).hexdigest()
+    assert sha == PINNED == DEFAULT_MODEL_SHA256
+
+
+def test_size_limits_and_config():
+    assert (FOLDER / "model.safetensors").stat().st_size <= 25 * 1024 * 1024
+    cfg = json.loads((FOLDER / "config.json").read_text())
+    assert cfg["arch"] == "efficientnet_lite0" and cfg["illumination"] == "reference_or_image"
+    assert cfg["uses_ref"] is True and cfg["requires_ref"] is False
+    model = IACAMetric()
+    assert model.num_parameters() <= 6_000_000
+    assert model.weights_info["sha256"] == PINNED and default_model_dir().samefile(
+        Path(model.weights_info["path"]).parent)
+    card = (FOLDER / "README.md").read_text()
+    assert PINNED in card and "SRCC" in card
+
+
+def test_corrupt_embedded_weights_are_refused(tmp_path, monkeypatch):
+    import iaca_metric.hub as hub
+
+    bad = tmp_path / "iaca-lite-sice"
+    bad.mkdir()
+    (bad / "config.json").write_text((FOLDER / "config.json").read_text())
+    data = bytearray((FOLDER / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # flip bits inside a tensor: the file still parses, only the hash can tell
+    (bad / "model.safetensors").write_bytes(bytes(data))
+    monkeypatch.setattr(hub, "default_model_dir", lambda: bad)
+    with pytest.raises(WeightsError, match="sha256"):
+        IACAMetric()
+
+
+@pytest.mark.skipif(not (DATA / "enhanced" / "ZeroDCE" / "LIME").is_dir(), reason="../shared/data is absent")
+def test_published_enhancement_beats_its_input_on_real_photos():
+    from iaca_metric import score
+
+    pairs = []
+    for enh in sorted((DATA / "enhanced" / "ZeroDCE" / "LIME").iterdir()):
+        low = DATA / "lowlight" / "LIME" / enh.name
+        if low.is_file():
+            pairs.append((enh, low))
+    assert len(pairs) >= 5
+    wins = sum(score(str(e), str(l)) > score(str(l), str(l)) for e, l in pairs)
+    assert wins >= 0.9 * len(pairs)
+
+
+def test_darker_is_worse_and_no_ref_path_is_sensible():
+    from iaca_metric import score
+
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 256), indexing="ij")
+    scene = torch.stack([0.5 + 0.35 * torch.sin(9 * xx), 0.5 + 0.35 * torch.cos(7 * yy),
+                         0.45 + 0.3 * torch.sin(5 * (xx + yy))])[None]
+    scene = (scene + 0.03 * torch.randn(scene.shape, generator=g)).clamp(0, 1)
+    low = scene * 0.05
+    s_good, s_low = score(scene, low), score(low, low)
+    assert s_good > s_low
+    assert score(scene) > score(low)  # without the low-light input too
