@@ -65,7 +65,8 @@ def fit_linear(pred: Sequence[float], target: Sequence[float]) -> Callable[[np.n
 
 def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
     """4-parameter logistic (VQEG): (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2."""
-    return (b1 - b2) / (1 + np.exp(-(x - b3) / (abs(b4) + 1e-12))) + b2
+    with np.errstate(over="ignore"):  # exp overflow -> inf -> the correct 0 asymptote
+        return (b1 - b2) / (1 + np.exp(-(x - b3) / (abs(b4) + 1e-12))) + b2
 
 
 def fit_logistic4(pred: Sequence[float], target: Sequence[float]) -> Callable[[np.ndarray], np.ndarray]:

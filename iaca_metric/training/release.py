@@ -70,6 +70,10 @@ selection: best median within-scene SRCC on the validation scenes (epoch {best_e
 
 {results}
 
+## Notes and known limitations
+
+{note}
+
 ## Licences of the data
 
 SICE (Cai et al., TIP 2018): research use; the copy we used is distributed with Zero-DCE++ under CC BY-NC
@@ -99,11 +103,35 @@ def _results_table(acc: dict) -> str:
     return "\n".join(lines)
 
 
-def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None) -> str:
+def fit_mos(model: IACAMetric, index: Path, cache_dir: Path, split: str = "val") -> tuple[float, float]:
+    """Least-squares line from raw scores to the win rates of ``split`` scenes (never the test scenes),
+    like the release's MOS map; uses (or fills) the training feature cache."""
+    import numpy as np
+
+    from .datasets import read_sice_index
+    from .train import build_cache, evaluate_cached
+
+    freeze = "stride16"
+    cache = build_cache(model, read_sice_index(index, split=split), cache_dir, freeze, None, split)
+    _, per = evaluate_cached(model, cache, freeze, with_low=True)
+    pred = np.concatenate([per[g] for g in cache])
+    target = np.concatenate([cache[g]["score"].numpy() for g in cache])
+    k, c = np.polyfit(pred, target, 1)
+    return float(k), float(c)
+
+
+def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None,
+                  mos_index: Path | None = None, cache_dir: Path | None = None, note: str | None = None) -> str:
     model = IACAMetric.from_pretrained(best)  # strict load: refuses a broken export
     dst.mkdir(parents=True, exist_ok=True)
     for f in ("model.safetensors", "config.json"):
         shutil.copyfile(best / f, dst / f)
+    if mos_index is not None:
+        model.mos_scale, model.mos_offset = fit_mos(model, mos_index, cache_dir or best.parent / "cache")
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg.update(mos_scale=model.mos_scale, mos_offset=model.mos_offset,
+                   mos_fit="least squares of validation-scene win rates on raw scores (SICE val split)")
+        (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     args = json.loads((best / "training_args.json").read_text()) if (best / "training_args.json").is_file() else {}
     best_epoch = "?"
     if log is not None and log.is_file():
@@ -123,7 +151,7 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
         counts = {f"n_{k}": len(v) for k, v in groups.items()}
         counts["n_cand"] = n_cand
     train_args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(args.items())
-                          if k in ("freeze", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size")
+                          if k in ("freeze", "max_candidates", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size")
                           and v is not None)
     sha = sha256_file(dst / "model.safetensors")
     card = _CARD.format(n_params=model.num_parameters(), size_mb=(dst / "model.safetensors").stat().st_size / 1e6,
@@ -131,7 +159,8 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
                         n_cand=counts.get("n_cand", "~29"), n_train=counts.get("n_train", "?"),
                         n_val=counts.get("n_val", "?"), n_test=counts.get("n_test", "?"), train_args=train_args,
                         freeze_s=16 if args.get("freeze") == "stride16" else 32, p_no_ref=args.get("p_no_ref", "?"),
-                        best_epoch=best_epoch, results=_results_table(acc) if acc else "(not measured yet)")
+                        best_epoch=best_epoch, results=_results_table(acc) if acc else "(not measured yet)",
+                        note=note or "None recorded.")
     (dst / "README.md").write_text(card, encoding="utf-8")
     return sha
 
@@ -142,8 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dst", type=Path)
     ap.add_argument("--accuracy", type=Path, default=None)
     ap.add_argument("--log", type=Path, default=None)
+    ap.add_argument("--fit-mos", type=Path, default=None, metavar="INDEX",
+                    help="fit the MOS map on the val split of this SICE index.jsonl")
+    ap.add_argument("--cache", type=Path, default=None, help="feature cache of the training run")
+    ap.add_argument("--note", type=Path, default=None, help="markdown file: notes and known limitations")
     a = ap.parse_args(argv)
-    sha = write_release(a.best, a.dst, a.accuracy, a.log)
+    note = a.note.read_text(encoding="utf-8").strip() if a.note is not None else None
+    sha = write_release(a.best, a.dst, a.accuracy, a.log, a.fit_mos, a.cache, note)
     print(f"wrote {a.dst}; model.safetensors sha256 {sha}")
     return 0
 
