@@ -220,6 +220,11 @@ class IACAMetric(
                            return_taps: bool = False) -> IACAOutput:
         """Heads only: from the two backbone taps and the illumination map to the three scores."""
         taps: dict[str, torch.Tensor] | None = {} if return_taps else None
+        if torch.is_autocast_enabled(f16.device.type):
+            # The heads cost ~1% of the backbone; under autocast they run in float32 because a bf16 output
+            # layer alone rounds scores of magnitude ~4 to steps of 0.03.
+            with torch.autocast(f16.device.type, enabled=False):
+                return self.features_to_output(f16.float(), f32.float(), illum.float(), return_taps)
         h6 = self._stage(f16, illum, self.getw5, self.att6, self.dr6, taps, "6")
         h7 = self._stage(f32, illum, self.getw6, self.att7, self.dr7, taps, "7")
         score = self.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
