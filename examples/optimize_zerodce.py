@@ -88,6 +88,8 @@ from tqdm import tqdm
 
 from iaca_metric import IACALoss, IACAMetric, WeightsError
 from iaca_metric.reference_metrics import psnr, ssim
+from iaca_metric.hub import sha256_file
+from iaca_metric.inputs import load_image as read_image
 from iaca_metric.training.sice import (
     SPLIT_DIR,
     Group,
@@ -261,20 +263,11 @@ def eval_pairs(data: str | os.PathLike, split_map: dict[str, list[str]], inputs:
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
-    """(1, 3, H, W) float in [0, 1]."""
-    a = np.asarray(Image.open(path).convert("RGB"))
-    return torch.from_numpy(a.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    """(1, 3, H, W) float in [0, 1], decoded and checked by the package's loader."""
+    return read_image(path)[None]
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _key(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -673,7 +666,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{a.run_dir} are skipped)", file=sys.stderr)
 
     base_cfg = {"batch": a.batch, "crop": a.crop, "lr": a.lr, "clip": a.clip, "seed": a.seed,
-                "train_files": pool.fingerprint(), "pretrained_sha256": _sha256(_default_weights_path())}
+                "train_files": pool.fingerprint(), "pretrained_sha256": sha256_file(_default_weights_path())}
     cfgs = {"finetune_zerodce": {**base_cfg, "objective": "zero_dce", "weights": [W_SPA, W_EXP, W_COL, W_TVA]},
             "finetune_iaca": {**base_cfg, "objective": "iaca_map", "weights": [a.iaca_weight, W_SPA, W_TVA],
                               "iaca_sha256": qinfo["sha256"]}}
