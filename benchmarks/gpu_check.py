@@ -106,11 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lite-weights", default="embedded", help="embedded | random | weights folder")
     ap.add_argument("--resnext-weights", default="random", help="random | converted release weights folder")
     ap.add_argument("--variants", default="lite,resnext")
+    ap.add_argument("--parts", default="target,precision,cpu_vs_gpu,folder",
+                    help="comma list of the parts to run (default: all four, in priority order)")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--cpu-dry-run", action="store_true",
                     help="run every part on the CPU at tiny sizes (checks the script, measures nothing useful)")
     args = ap.parse_args(argv)
     dry = args.cpu_dry_run
+    parts = set(speed._csv(args.parts))
+    unknown = parts - {"target", "precision", "cpu_vs_gpu", "folder"}
+    if unknown:
+        raise SystemExit(f"unknown --parts {sorted(unknown)}: choose from target, precision, cpu_vs_gpu, folder")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cpu" if dry else args.device
@@ -166,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                     speed.setting_dict(w, h, batch, "fp32", "contiguous")]
     loss_settings = [speed.setting_dict(w, h, batch, amp, "channels_last"),
                      speed.setting_dict(w, h, batch, "fp32", "contiguous")]
-    for kind, settings, key in (("inference", inf_settings, "throughput"), ("loss", loss_settings, "loss")):
+    for kind, settings, key in (("inference", inf_settings, "throughput"), ("loss", loss_settings, "loss")) \
+            if "target" in parts else ():
         for s in settings:
             if skip(f"{kind} {speed.setting_name(s)}"):
                 continue
@@ -183,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                          "value": r})
 
     # 2. reduced precision vs strict fp32 on the device -----------------------------------------------
-    if not skip("precision"):
+    if "precision" in parts and not skip("precision"):
         n_same = 4 if dry else 32
         sizes = [(w, h)] * n_same + ([(96, 64), (64, 80)] if dry else [(1024, 768), (517, 333), (256, 256)])
         pairs = _images(sizes, seed=2)
@@ -218,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
 
     # 3. CPU vs GPU fp32 -------------------------------------------------------------------------------
-    if not skip("cpu_vs_gpu"):
+    if "cpu_vs_gpu" in parts and not skip("cpu_vs_gpu"):
         sizes = [(96, 64), (64, 80), (64, 64)] if dry else [(600, 400), (517, 333), (1024, 768), (256, 256),
                                                            (400, 600), (333, 517)]
         pairs = _images(sizes, seed=3)
@@ -238,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
 
     # 4. folder CLI vs model only -----------------------------------------------------------------------
-    if "lite" in models and not skip("folder"):
+    if "lite" in models and "folder" in parts and not skip("folder"):
         fargs = _Args(folder_size=f"{w}x{h}", folder_n=6 if dry else 256, folder_batch=batch,
                       folder_workers=1 if dry else min(8, os.cpu_count() or 1), folder_reps=2 if dry else 3,
                       folder_ref=True)

@@ -43,12 +43,18 @@ SECTIONS = [  # (marker name, heading, explanation written when the doc is creat
      "batch / median latency (median latency per call in parentheses). \"ratio\" = IACA img/s / its bare "
      "backbone's img/s (the backbone alone is `model.features`: below 1 means the IACA heads cost 1/ratio - 1 "
      "extra). Loss rows time `IACALoss(img, low).backward()` against the backbone's forward+backward with frozen "
-     "weights. Weights are random (speed does not depend on them). Skipped settings and why are listed under each "
+     "weights. IACA-Lite uses the shipped weights (random CPU weights can hit slow float32 denormals); the "
+     "paper variant has random weights with calibrated BatchNorm statistics. Skipped settings and why are listed under each "
      "table. Machine, date and command come from the JSON file."),
     ("gpu-check", "GPU check",
      "From `benchmarks/gpu_check.sh` (run once on a lent GPU): the GPU target setting (600x400, batch 32, bf16), "
      "reduced-precision score differences against strict fp32, CPU vs GPU score agreement and the folder CLI "
      "check. Score differences are in raw score units and relative to the spread (std) of the scores."),
+    ("precision", "Half precision",
+     "From `benchmarks/precision.py` (on CUDA as part of `benchmarks/gpu_check.sh`): max |autocast - fp32| of the "
+     "scores and of `IACALoss` on the golden images and real low-light photos, in raw-score units and on the "
+     "model's MOS scale, and the smallest cosine between the loss's input gradients. Target: scores within 1e-2 "
+     "of fp32 (raw units)."),
     ("plots", "Plots", "PNG files written by `benchmarks/plots.py` into `docs/plots/`."),
 ]
 
@@ -57,7 +63,7 @@ LABELS = {"iaca": "IACA (with low-light input)", "iaca_no_ref": "IACA (image onl
           "iaca_lite": "IACA-Lite", "backbone_lite": "EfficientNet-Lite0 backbone",
           "iaca_resnext": "IACA (ResNeXt-101)", "backbone_resnext": "ResNeXt-101 backbone",
           "iaca_resnet50": "IACA (ResNet-50)", "backbone_resnet50": "ResNet-50 backbone"}
-VARIANT_LABELS = {"lite": "IACA-Lite", "resnext": "IACA (ResNeXt-101)", "resnet50": "IACA (ResNet-50)"}
+VARIANT_LABELS = {"paper": "paper IACA (ResNeXt-101, golden formula weights)", "lite": "IACA-Lite", "resnext": "IACA (ResNeXt-101)", "resnet50": "IACA (ResNet-50)"}
 
 
 def lab(key: str) -> str:
@@ -325,7 +331,7 @@ def speed_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
     for path, d in files:
         wall = d.get("wall_s")
         out.append(f"**{d.get('device', '?')}**{' (quick smoke run)' if d.get('quick') else ''}"
-                   f"{f', {wall:.0f} s in total' if _finite(wall) else ''}; {d.get('weights', '')}  \n"
+                   f"{f', {wall:.0f} s in total' if _finite(wall) else ''}; weights: {_weights_text(d.get('weights'))}  \n"
                    + header(d, path, doc_dir))
         out.append("")
         out += throughput_table(d.get("throughput") or [])
@@ -397,6 +403,13 @@ def plot_speed(plt, files: list[tuple[Path, dict]], plot_dir: Path) -> list[Path
     return written
 
 
+def _weights_text(w: Any) -> str:
+    """The JSON's weights field: a dict per variant (current) or one string (older files)."""
+    if isinstance(w, dict):
+        return "; ".join(f"{VARIANT_LABELS.get(k, k)}: {v}" for k, v in w.items())
+    return str(w or "n/a")
+
+
 # --------------------------------------------------------------------------------------------- gpu check
 def gpu_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
     out = []
@@ -438,6 +451,26 @@ def gpu_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
         out += checks_and_skips(d)
         out.append("")
     return "\n".join(out).strip()
+
+
+# --------------------------------------------------------------------------------------------- precision
+def precision_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
+    out = ["| file | device | model | autocast | images | max abs diff, raw | max abs diff, MOS scale | "
+           "IACALoss max abs diff | min grad cosine | within 1e-2 (raw) |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for path, d in files:
+        if "variants" not in d:  # older single-model format: no loss, no MOS-scale column
+            continue
+        dev = d.get("gpu") or d.get("device", "?")
+        rel = Path(os.path.relpath(path, doc_dir)).as_posix()
+        for v, r in d["variants"].items():
+            for dt, c in r.get("summary", {}).items():
+                out.append(f"| [{path.name}]({rel}) | {dev} | {VARIANT_LABELS.get(v, v)} | {dt} | {r.get('n_images')} "
+                           f"| {num(c['max_abs_diff_raw'], 4)} | {num(c['max_abs_diff_mos'], 4)} "
+                           f"| {num(c['max_abs_diff_loss'], 4)} | {num(c['min_grad_cosine'], 3)} "
+                           f"| {'yes' if c['within_1e-2_raw'] else '**no**'} |")
+    if len(out) == 2:
+        return ""
+    return "\n".join(out)
 
 
 # --------------------------------------------------------------------------------------------- doc
@@ -504,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     acc = find(args.accuracy, args.results, "accuracy*.json", False, notes)
     spd = find(args.speed, args.results, "speed_*.json", True, notes)
     gpu = find(args.gpu_check, args.results, "gpu_check*.json", True, notes)
+    prec = find(None, args.results, "precision_*.json", True, notes)
     abs_pairs = lambda fs: [(p.resolve(), d) for p, d in fs]  # noqa: E731 - paths relative to the doc
 
     def missing(kind: str, cmd: str) -> str:
@@ -519,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
             "speed", "python benchmarks/speed.py --device cpu"),
         "gpu-check": gpu_table(abs_pairs(gpu), doc_dir) if gpu else missing(
             "GPU check", "bash benchmarks/gpu_check.sh docs/results"),
+        "precision": (precision_table(abs_pairs(prec), doc_dir) if prec else "") or missing(
+            "precision", "python benchmarks/precision.py --device cpu"),
     }
     written: list[Path] = []
     try:

@@ -189,6 +189,22 @@ def calibrate_batchnorm(model: IACAMetric, device: str, size: int = 128, batch: 
         bn.eval()
 
 
+def default_weights(variant: str) -> str | None:
+    """"embedded" for IACA-Lite when the packaged model is present, else None (random weights).
+
+    Trained weights matter on CPUs: random networks can push activations into float32 denormals, which
+    x86 cores process tens of times slower, so random-weight CPU timings can be badly off."""
+    if variant != "lite":
+        return None
+    try:
+        from iaca_metric.hub import default_model_dir
+
+        default_model_dir()
+        return "embedded"
+    except Exception:  # noqa: BLE001 - not installed in this checkout: random weights
+        return None
+
+
 def build_model(variant: str, device: str, calibrate: bool = True, weights: str | None = None) -> IACAMetric:
     """IACA model of ``variant`` on ``device``, frozen, eval mode. ``weights``: a folder/hub repo for
     ``from_pretrained``, "embedded" (the packaged IACA-Lite) or None: random, seeded, with a non-degenerate
@@ -509,7 +525,7 @@ def child_main(spec: dict[str, Any]) -> int:
     models = {}
     for v in VARIANTS:
         if name.endswith("_" + v):
-            models[v] = build_model(v, "cpu", calibrate=False)
+            models[v] = build_model(v, "cpu", calibrate=False, weights=default_weights(v))
     set_format(models, s["memory_format"])
     is_loss = name.startswith(("iaca_loss_", "backbone_fwd_bwd_"))
     x = make_inputs(s, "cpu", need_gt=name in ("psnr", "ssim"))
@@ -723,8 +739,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "device": device, "quick": bool(args.quick), "machine": machine_info(device),
-        "weights": "random initialisation, BatchNorm statistics calibrated on random images "
-                   "(speed does not depend on the weight values)",
+        "weights": {v: default_weights(v) or "random initialisation, BatchNorm statistics calibrated on random "
+                    "images" for v in VARIANTS},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "child"},
         "definitions": {
             "images_per_s": "batch / median per-call latency",
@@ -747,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{torch.get_num_threads()} torch threads, torch {torch.__version__}"
           + (f", GPU {report['machine']['gpu']}" if report["machine"]["gpu"] else ""))
     print(f"weights: {report['weights']}")
-    models = {v: build_model(v, device) for v in variants}
+    models = {v: build_model(v, device, weights=default_weights(v)) for v in variants}
 
     def save() -> None:  # after every section, so an interrupted run keeps what it measured
         report["wall_s"] = round(time.time() - t_start, 1)

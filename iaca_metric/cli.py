@@ -42,6 +42,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         refs = pair_refs(files, args.ref_dir)
         rows = score_files(model, files, refs, out=args.out, batch_size=args.batch_size, workers=args.workers,
                            device=args.device, resume=args.resume, max_pixels=args.max_pixels,
+                           worker_type=args.worker_type,
                            grayscale="replicate" if args.grayscale else "error", progress=not args.quiet)
         failed = [r for r in rows if r.get("error")]
         if int(os.environ.get("RANK", "0")) == 0:  # every rank holds all rows; report them once
@@ -116,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--device", default="cpu")
-    s.add_argument("--workers", type=int, default=2, help="decoding worker processes (0 = decode in-process)")
+    s.add_argument("--workers", type=int, default=2, help="decoding workers running ahead of the model: threads on CPU, "
+                   "processes on GPUs (see --worker-type); 0 = decode in-process")
+    s.add_argument("--worker-type", choices=["auto", "threads", "processes"], default="auto",
+                   help="auto: threads when --device is cpu, DataLoader processes otherwise")
     s.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     s.add_argument("--resume", action="store_true", help="skip files already scored in --out")
     s.add_argument("--recursive", action="store_true", help="also look into sub-folders")

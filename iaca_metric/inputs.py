@@ -14,6 +14,8 @@ Conventions used throughout the package:
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 import struct
@@ -327,7 +329,16 @@ def _check_values(t: torch.Tensor, data_range: float, name: str) -> None:
     Works on a detached view so the check never enters the autograd graph.
     """
     d = t.detach()
+    if d.numel() == 0:
+        return
     if d.is_floating_point():
+        # Fast path (one reduction pass): min/max are NaN if any value is NaN, +-inf if any is infinite,
+        # so finite extremes prove the whole tensor finite. Only a failing tensor is counted in detail.
+        lo_t, hi_t = torch.aminmax(d)
+        lo, hi = float(lo_t), float(hi_t)
+        if math.isfinite(lo) and math.isfinite(hi):
+            _check_range(lo, hi, data_range, name)
+            return
         n_nan = int(torch.isnan(d).sum().item())
         n_inf = int(torch.isinf(d).sum().item())
         if n_nan or n_inf:
@@ -340,10 +351,12 @@ def _check_values(t: torch.Tensor, data_range: float, name: str) -> None:
                 f"{name} contains {' and '.join(parts)}; replace/clip non-finite "
                 "values (e.g. torch.nan_to_num(x).clamp(0, 1)) before scoring"
             )
-    if d.numel() == 0:
-        return
     lo = float(d.min().item())
     hi = float(d.max().item())
+    _check_range(lo, hi, data_range, name)
+
+
+def _check_range(lo: float, hi: float, data_range: float, name: str) -> None:
     tol = _RANGE_TOL * data_range
     if lo < -tol or hi > data_range + tol:
         raise InputError(

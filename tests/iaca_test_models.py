@@ -34,7 +34,11 @@ def make_model(illumination: str = "image", seed: int = 0, head_scale: float = 3
     with torch.no_grad():
         for mod in m.features.modules():
             if isinstance(mod, nn.Conv2d):
-                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                # Drawn in a contiguous buffer: the backbone keeps its weights channels-last, and init
+                # functions fill storage order, so drawing in place would change which model a seed gives.
+                w = torch.empty(mod.weight.shape)
+                nn.init.kaiming_normal_(w, nonlinearity="relu")
+                mod.weight.copy_(w)
         for getw in (m.getw5, m.getw6):
             nn.init.normal_(getw[0].weight, 0.0, 0.5)
             getw[0].bias.fill_(0.1)

@@ -80,7 +80,9 @@ def test_all_input_types_give_the_same_score(image_model, pics, tmp_path) -> Non
     # a list of different types of the same picture: a (3,) tensor of equal scores
     many = score([str(png), Image.fromarray(u8), u8, u16, chw], model=image_model)
     assert isinstance(many, torch.Tensor) and many.shape == (5,)
-    assert torch.allclose(many, torch.full((5,), ref_score), atol=1e-6, rtol=0)
+    # A list is scored as one batch of 5: oneDNN picks kernels by batch size, hence the documented
+    # batch tolerance (1e-5, test_batch_determinism) rather than the 1e-6 of the single-image calls.
+    assert torch.allclose(many, torch.full((5,), ref_score), atol=1e-5, rtol=0)
 
 
 def test_one_image_gives_float_many_give_tensor_in_input_order(image_model, pics) -> None:
@@ -273,17 +275,27 @@ def test_default_model_scores_offline(pics) -> None:
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (torch.cuda.is_available() "
                     "is False)")
 def test_cpu_and_cuda_scores_agree(pics) -> None:
+    """Strict fp32 on the GPU (TF32 off) matches the CPU to float32 rounding; PyTorch's default lets
+    cuDNN convolutions use TF32 (10-bit mantissa inputs), measured at 1.3e-3 with this test model (whose
+    heads are scaled up 30x) and 4.1e-4 with the shipped model on an H200: documented, bounded at 1e-2."""
     refs = [low_light(p) for p in pics]
-    cpu_model = make_model("reference_or_image")
-    cpu = score(pics, refs, model=cpu_model)
+    cpu = score(pics, refs, model=make_model("reference_or_image"))
     gpu_model = make_model("reference_or_image").to("cuda")
-    gpu = score(pics, refs, model=gpu_model)
-    assert gpu.device.type == "cpu" and gpu.dtype == torch.float32  # returned on the CPU
-    diff = float((cpu - gpu).abs().max())
-    one = score(pics[0], refs[0], model=make_model("reference_or_image"), device="cuda")
-    diff = max(diff, abs(one - float(cpu[0])))
-    print(f"\nCPU vs CUDA ({torch.cuda.get_device_name()}): max |diff| = {diff:.3g}")
-    assert diff <= 1e-3
+    diffs = {}
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for tf32 in (False, True):
+            torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            gpu = score(pics, refs, model=gpu_model)
+            assert gpu.device.type == "cpu" and gpu.dtype == torch.float32  # returned on the CPU
+            one = score(pics[0], refs[0], model=make_model("reference_or_image"), device="cuda")
+            diffs[tf32] = max(float((cpu - gpu).abs().max()), abs(one - float(cpu[0])))
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    print(f"\nCPU vs CUDA ({torch.cuda.get_device_name()}): max |diff| strict fp32 {diffs[False]:.3g}, "
+          f"TF32 allowed {diffs[True]:.3g}")
+    assert diffs[False] <= 1e-4
+    assert diffs[True] <= 1e-2
 
 
 def test_half_precision_model(pics) -> None:

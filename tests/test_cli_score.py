@@ -97,15 +97,34 @@ def test_folder_with_ref_dir_csv_and_json(setup, tmp_path) -> None:
     assert not list(tmp_path.glob("*.partial-*")) and not list(tmp_path.glob("*.tmp"))  # cleaned up
 
 
-def test_workers_2_equals_workers_0(setup, tmp_path) -> None:
+@pytest.mark.parametrize("worker_type", ["threads", "processes"])
+def test_workers_2_equals_workers_0(setup, tmp_path, worker_type) -> None:
     outs = {}
     for w in (0, 2):
         out = tmp_path / f"w{w}.csv"
         assert _run([setup["imgs"], "--ref-dir", setup["refs"], "--model", setup["model_dir"], "--out", out,
-                     "--workers", w, "--batch-size", 4]) == 0
+                     "--workers", w, "--batch-size", 4, "--worker-type", worker_type]) == 0
         outs[w] = _read_csv(out)
     assert [r["path"] for r in outs[0]] == [r["path"] for r in outs[2]]
     np.testing.assert_allclose([float(r["score"]) for r in outs[2]], [float(r["score"]) for r in outs[0]],
+                               atol=1e-6, rtol=0)
+
+
+def test_thread_decoding_keeps_order_and_error_rows(setup, tmp_path) -> None:
+    """Read-ahead threads finish out of order; rows must still follow the input order, and a corrupt or
+    truncated file must still become its own error row (batch size 3 does not divide the 9 files)."""
+    imgs, refs = _bad_folder(setup, tmp_path)
+    outs = {}
+    for w in (0, 3):
+        out = tmp_path / f"t{w}.csv"
+        assert _run([imgs, "--ref-dir", refs, "--model", setup["model_dir"], "--out", out, "--workers", w,
+                     "--batch-size", 3, "--worker-type", "threads", "--quiet"]) == 1  # bad files: exit 1
+        outs[w] = _read_csv(out)
+    assert [r["path"] for r in outs[3]] == [r["path"] for r in outs[0]]
+    assert [bool(r["error"]) for r in outs[3]] == [bool(r["error"]) for r in outs[0]]
+    assert sum(bool(r["error"]) for r in outs[3]) == 3
+    good = [i for i, r in enumerate(outs[0]) if not r["error"]]
+    np.testing.assert_allclose([float(outs[3][i]["score"]) for i in good], [float(outs[0][i]["score"]) for i in good],
                                atol=1e-6, rtol=0)
 
 
