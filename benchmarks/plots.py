@@ -455,8 +455,8 @@ def gpu_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
 
 # --------------------------------------------------------------------------------------------- precision
 def precision_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
-    out = ["| file | device | model | autocast | images | max abs diff, raw | max abs diff, MOS scale | "
-           "IACALoss max abs diff | min grad cosine | within 1e-2 (raw) |", "|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    out = ["| file | device | model | weights sha256 | autocast | images | max abs diff, raw | max abs diff, MOS scale | "
+           "IACALoss max abs diff | min grad cosine | within 1e-2 (raw) |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---|"]
     for path, d in files:
         if "variants" not in d:  # older single-model format: no loss, no MOS-scale column
             continue
@@ -464,7 +464,8 @@ def precision_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
         rel = Path(os.path.relpath(path, doc_dir)).as_posix()
         for v, r in d["variants"].items():
             for dt, c in r.get("summary", {}).items():
-                out.append(f"| [{path.name}]({rel}) | {dev} | {VARIANT_LABELS.get(v, v)} | {dt} | {r.get('n_images')} "
+                sha = r.get("weights_sha256") or ("golden formula weights" if v == "paper" else "not recorded")
+                out.append(f"| [{path.name}]({rel}) | {dev} | {VARIANT_LABELS.get(v, v)} | `{sha[:8]}` | {dt} | {r.get('n_images')} "
                            f"| {num(c['max_abs_diff_raw'], 4)} | {num(c['max_abs_diff_mos'], 4)} "
                            f"| {num(c['max_abs_diff_loss'], 4)} | {num(c['min_grad_cosine'], 3)} "
                            f"| {'yes' if c['within_1e-2_raw'] else '**no**'} |")

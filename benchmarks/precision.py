@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=3, help="photos per folder")
     ap.add_argument("--max-pixels", type=int, default=1_000_000, help="skip larger photos")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--dtypes", default=None,
+                    help="comma list of bf16, fp16 (default: bf16 and fp16 on CUDA, bf16 on CPU)")
+    ap.add_argument("--lite-weights", default=None,
+                    help="weights folder/hub repo for the lite variant (default: the embedded model)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -124,7 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         # fp32 reference without TF32, so the comparison measures bf16/fp16 and not TF32.
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    dtypes = [torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
+    names = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if args.dtypes:
+        unknown = [d for d in args.dtypes.split(",") if d not in names]
+        if unknown:
+            raise SystemExit(f"unknown --dtypes {unknown}: bf16, fp16")
+        dtypes = [names[d] for d in args.dtypes.split(",")]
+    else:
+        dtypes = [torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
     imgs = images(args.golden, args.photos, args.limit, args.max_pixels)
     if not imgs:
         raise SystemExit("no images: pass --golden and/or --photos")
@@ -134,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
               "reference": "fp32" + (", TF32 off" if dev.type == "cuda" else ""), "variants": {}}
     for v in args.variants.split(","):
         if v == "lite":
-            model = IACAMetric()
+            model = IACAMetric.from_pretrained(args.lite_weights) if args.lite_weights else IACAMetric()
         elif v == "paper":
             if not (args.golden / "formula.py").is_file():
                 print(f"skipping paper: no golden formula weights in {args.golden}")
@@ -144,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown variant {v!r}: lite or paper")
         print(f"[{v}] {model.arch} on {dev}", flush=True)
         res = measure(model.to(dev).eval(), imgs, dev, dtypes)
+        res["weights_sha256"] = model.weights_info.get("sha256") or ("golden formula weights" if v == "paper" else None)
         result["variants"][v] = res
         for k, s in res["summary"].items():
             print(f"[{v}] max |{k} - fp32| = {s['max_abs_diff_raw']:.4f} raw ({s['max_abs_diff_mos']:.4f} on the "
