@@ -131,7 +131,7 @@ def _table(name: str, res: dict) -> str:
              f"{'PLCC':>8}{'PLCC log':>9}{'RMSE log':>9}"]
     for m, r in res["metrics"].items():
         if "unavailable" in r:
-            lines.append(f"{m:<14} unavailable: {r['unavailable']}")
+            lines.append(f"{m:<14} {r['unavailable']}")
             continue
         lines.append(f"{m:<14}{r['within_srcc_median']:>12.3f}{r['within_krcc_median']:>12.3f}"
                      f"{r['within_plcc_median']:>12.3f}{r['srcc']:>8.3f}{r['krcc']:>8.3f}{r['plcc']:>8.3f}"

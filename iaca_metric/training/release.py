@@ -91,7 +91,7 @@ def _results_table(acc: dict) -> str:
         lines.append("|---|---|---|---|---|")
         for m, r in res["metrics"].items():
             if "unavailable" in r:
-                lines.append(f"| {m} | unavailable: {r['unavailable']} | | | |")
+                lines.append(f"| {m} | {r['unavailable']} | | | |")
                 continue
             lines.append(f"| {m} | {r['within_srcc_median']:.3f} | {r['within_krcc_median']:.3f} | "
                          f"{r['within_plcc_median']:.3f} | {r['srcc']:.3f} |")
