@@ -126,11 +126,16 @@ def _same_pad(x: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
     fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
     out = torch.empty((*x.shape[:2], h + ph, w + pw), dtype=x.dtype, device=x.device, memory_format=fmt)
     out[:, :, top:top + h, left:left + w] = x
-    out[:, :, :top].zero_()
-    out[:, :, top + h:].zero_()
-    out[:, :, top:top + h, :left].zero_()
-    out[:, :, top:top + h, left + w:].zero_()
+    _zero_border(out, top, left, h, w)
     return out
+
+
+def _zero_border(t: torch.Tensor, top: int, left: int, h: int, w: int) -> None:
+    """Zero, in place, everything of ``t`` outside the (h, w) window at (top, left)."""
+    t[:, :, :top].zero_()
+    t[:, :, top + h:].zero_()
+    t[:, :, top:top + h, :left].zero_()
+    t[:, :, top:top + h, left + w:].zero_()
 
 
 class SameConv2d(nn.Conv2d):
@@ -194,12 +199,7 @@ class MBConv(nn.Module):
             h, w = x.shape[-2:]
             xp = _same_pad(x, dw.kernel_size[0], dw.stride[0])
             y = F.relu6(_conv_bn(xp, self.expand_conv, self.bn0), inplace=True)
-            ph, pw = xp.shape[-2] - h, xp.shape[-1] - w
-            top, left = ph // 2, pw // 2
-            y[:, :, :top].zero_()
-            y[:, :, top + h:].zero_()
-            y[:, :, :, :left].zero_()
-            y[:, :, :, left + w:].zero_()
+            _zero_border(y, (xp.shape[-2] - h) // 2, (xp.shape[-1] - w) // 2, h, w)
             y = F.relu6(_conv_bn(y, dw, self.bn1), inplace=True)
         else:
             y = F.relu6(_conv_bn(x, self.expand_conv, self.bn0), inplace=True) if self.has_expand else x

@@ -15,7 +15,6 @@ Conventions used throughout the package:
 from __future__ import annotations
 
 import math
-
 import os
 import re
 import struct
@@ -331,28 +330,22 @@ def _check_values(t: torch.Tensor, data_range: float, name: str) -> None:
     d = t.detach()
     if d.numel() == 0:
         return
-    if d.is_floating_point():
-        # Fast path (one reduction pass): min/max are NaN if any value is NaN, +-inf if any is infinite,
-        # so finite extremes prove the whole tensor finite. Only a failing tensor is counted in detail.
-        lo_t, hi_t = torch.aminmax(d)
-        lo, hi = float(lo_t), float(hi_t)
-        if math.isfinite(lo) and math.isfinite(hi):
-            _check_range(lo, hi, data_range, name)
-            return
+    # One reduction pass: min/max are NaN if any value is NaN and +-inf if any is infinite, so finite
+    # extremes prove the whole tensor finite. Only a failing tensor is counted in detail.
+    lo_t, hi_t = torch.aminmax(d)
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         n_nan = int(torch.isnan(d).sum().item())
         n_inf = int(torch.isinf(d).sum().item())
-        if n_nan or n_inf:
-            parts = []
-            if n_nan:
-                parts.append(f"NaN at {n_nan} values")
-            if n_inf:
-                parts.append(f"Inf at {n_inf} values")
-            raise InputError(
-                f"{name} contains {' and '.join(parts)}; replace/clip non-finite "
-                "values (e.g. torch.nan_to_num(x).clamp(0, 1)) before scoring"
-            )
-    lo = float(d.min().item())
-    hi = float(d.max().item())
+        parts = []
+        if n_nan:
+            parts.append(f"NaN at {n_nan} values")
+        if n_inf:
+            parts.append(f"Inf at {n_inf} values")
+        raise InputError(
+            f"{name} contains {' and '.join(parts)}; replace/clip non-finite "
+            "values (e.g. torch.nan_to_num(x).clamp(0, 1)) before scoring"
+        )
     _check_range(lo, hi, data_range, name)
 
 
