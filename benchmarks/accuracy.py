@@ -31,6 +31,11 @@ from iaca_metric.correlation import summarize
 from iaca_metric.inputs import load_image
 from iaca_metric.reference_metrics import lpips_or_reason, ms_ssim, psnr, ssim
 from iaca_metric.training.datasets import Record, read_sice_index, read_squarelol
+from iaca_metric.training.enhancers import luma
+from iaca_metric.training.sice import INPUT_MAX_LUMA
+
+# The darkest inputs IACA-Lite was trained on: mean luma below INPUT_MAX_LUMA (0-255 scale), ~0.196.
+DARK_INPUT_LUMA = round(INPUT_MAX_LUMA / 255.0, 3)
 
 
 def _progress(it, **kw):
@@ -120,9 +125,22 @@ def zerodce_check(data_root: Path, model: IACAMetric) -> dict:
                 continue
             s_enh = float(model(img, low if model.uses_ref else None))
             s_low = float(model(low, low if model.uses_ref else None))
-            rows.append({"set": sub, "name": enh.name, "enhanced": s_enh, "input": s_low})
+            rows.append({"set": sub, "name": enh.name, "enhanced": s_enh, "input": s_low,
+                         "input_mean_luma": float(luma(low[0].permute(1, 2, 0).numpy()).mean())})
     wins = sum(r["enhanced"] > r["input"] for r in rows)
-    return {"n": len(rows), "enhanced_wins": wins, "win_rate": wins / max(len(rows), 1), "rows": rows}
+    # Split by how dark the input is: IACA-Lite's training inputs all have mean luma below
+    # DARK_INPUT_LUMA; many DICM photos are much brighter than any of them.
+    dark = [r for r in rows if r["input_mean_luma"] < DARK_INPUT_LUMA]
+    bright = [r for r in rows if r["input_mean_luma"] >= DARK_INPUT_LUMA]
+    by_luma = {f"input_mean_luma_below_{DARK_INPUT_LUMA}": _wins(dark),
+               f"input_mean_luma_at_least_{DARK_INPUT_LUMA}": _wins(bright)}
+    return {"n": len(rows), "enhanced_wins": wins, "win_rate": wins / max(len(rows), 1), "by_input_luma": by_luma,
+            "rows": rows}
+
+
+def _wins(rows: list[dict]) -> dict:
+    w = sum(r["enhanced"] > r["input"] for r in rows)
+    return {"n": len(rows), "enhanced_wins": w, "win_rate": w / len(rows) if rows else None}
 
 
 def _table(name: str, res: dict) -> str:
@@ -175,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     if "zerodce_vs_input" in report:
         z = report["zerodce_vs_input"]
         print(f"\nZero-DCE output above its unenhanced input: {z['enhanced_wins']}/{z['n']} = {z['win_rate']:.1%}")
+        for k, v in z["by_input_luma"].items():
+            if v["n"]:
+                print(f"  {k}: {v['enhanced_wins']}/{v['n']} = {v['win_rate']:.1%}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {args.out}")

@@ -8,7 +8,8 @@ reads ``docs/results/accuracy*.json`` (benchmarks/accuracy.py), ``docs/results/s
 (benchmarks/speed.py; ``--quick`` runs are left out) and ``docs/results/gpu_check*.json``
 (benchmarks/gpu_check.py), writes PNGs to ``docs/plots/`` and rewrites the generated sections of
 ``docs/benchmarks.md`` between their marker comments (``<!-- accuracy-table:start -->`` ...
-``<!-- accuracy-table:end -->``, and the same for ``speed-table``, ``gpu-check`` and ``plots``), so the
+``<!-- accuracy-table:end -->``, and the same for ``speed-table``, ``gpu-check``, ``precision``,
+``autocast-policy`` and ``plots``), so the
 doc always shows what the JSON files say. Text outside the markers is kept; a missing doc is created; a
 missing or unreadable JSON file leaves a note in its section instead of a stale table.
 
@@ -55,6 +56,10 @@ SECTIONS = [  # (marker name, heading, explanation written when the doc is creat
      "scores and of `IACALoss` on the golden images and real low-light photos, in raw-score units and on the "
      "model's MOS scale, and the smallest cosine between the loss's input gradients. Target: scores within 1e-2 "
      "of fp32 (raw units)."),
+    ("autocast-policy", "Cost of IACA-Lite's autocast precision policy",
+     "From `benchmarks/autocast_policy.py` (on a lent GPU): IACA-Lite scoring and `IACALoss` forward+backward "
+     "throughput in fp32 (TF32), under bf16/fp16 autocast with the default policy (float32 trunk blocks: "
+     "all under bf16, 3 under fp16), and with fewer float32 blocks. See docs/scale_out.md."),
     ("plots", "Plots", "PNG files written by `benchmarks/plots.py` into `docs/plots/`."),
 ]
 
@@ -150,6 +155,10 @@ def accuracy_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
         if z:
             out.append(f"Zero-DCE output scored above its unenhanced input ({path.name}): {z.get('enhanced_wins')}/"
                        f"{z.get('n')} = {100 * (z.get('win_rate') or 0):.1f}%")
+            parts = [f"{k.replace('input_mean_luma_', 'input mean luma ').replace('_', ' ')}: "
+                     f"{v['enhanced_wins']}/{v['n']}" for k, v in (z.get("by_input_luma") or {}).items() if v.get("n")]
+            if parts:
+                out[-1] += " (" + "; ".join(parts) + ")"
             out.append("")
         if not d.get("datasets") and not z:
             out.append(f"`{path.name}` holds no data set results.")
@@ -455,8 +464,9 @@ def gpu_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
 
 # --------------------------------------------------------------------------------------------- precision
 def precision_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
-    out = ["| file | device | model | weights sha256 | autocast | images | max abs diff, raw | max abs diff, MOS scale | "
-           "IACALoss max abs diff | min grad cosine | within 1e-2 (raw) |", "|---|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    out = ["| file | device | model | weights sha256 | autocast | float32 blocks | images | max abs diff, raw | "
+           "max abs diff, MOS scale | IACALoss max abs diff | min grad cosine | within 1e-2 (raw) |",
+           "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for path, d in files:
         if "variants" not in d:  # older single-model format: no loss, no MOS-scale column
             continue
@@ -465,12 +475,34 @@ def precision_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
         for v, r in d["variants"].items():
             for dt, c in r.get("summary", {}).items():
                 sha = r.get("weights_sha256") or ("golden formula weights" if v == "paper" else "not recorded")
-                out.append(f"| [{path.name}]({rel}) | {dev} | {VARIANT_LABELS.get(v, v)} | `{sha[:8]}` | {dt} | {r.get('n_images')} "
+                # IACA-Lite's autocast policy (trunk blocks kept in float32); files from before it: none.
+                blocks = (r.get("fp32_blocks") or {}).get(dt, "none" if v == "lite" else "n/a")
+                out.append(f"| [{path.name}]({rel}) | {dev} | {VARIANT_LABELS.get(v, v)} | `{sha[:8]}` | {dt} | {blocks} "
+                           f"| {r.get('n_images')} "
                            f"| {num(c['max_abs_diff_raw'], 4)} | {num(c['max_abs_diff_mos'], 4)} "
                            f"| {num(c['max_abs_diff_loss'], 4)} | {num(c['min_grad_cosine'], 3)} "
                            f"| {'yes' if c['within_1e-2_raw'] else '**no**'} |")
     if len(out) == 2:
         return ""
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------- autocast policy
+def autocast_policy_table(files: list[tuple[Path, dict]], doc_dir: Path) -> str:
+    out = []
+    for path, d in files:
+        rel = Path(os.path.relpath(path, doc_dir)).as_posix()
+        out += [f"[{path.name}]({rel}): {d.get('gpu') or d.get('device')}, torch {d.get('torch')}, {d.get('date')}, "
+                f"{d.get('setting')}, weights `{(d.get('weights_sha256') or '?')[:8]}`, default float32 blocks "
+                f"{d.get('fp32_blocks_default')}, median of {d.get('reps')} interleaved calls.", "",
+                "| mode | score ms | score img/s | score vs all-bf16 | loss fwd+bwd ms | loss img/s | loss vs all-bf16 |",
+                "|---|---:|---:|---:|---:|---:|---:|"]
+        for m, r in d.get("modes", {}).items():
+            sc, lo = r.get("score", {}), r.get("loss", {})
+            out.append(f"| {m} | {num(sc.get('ms'), 2)} | {num(sc.get('img_per_s'), 0)} | "
+                       f"{num(sc.get('throughput_vs_bf16_all'), 3)} | {num(lo.get('ms'), 2)} | "
+                       f"{num(lo.get('img_per_s'), 0)} | {num(lo.get('throughput_vs_bf16_all'), 3)} |")
+        out.append("")
     return "\n".join(out)
 
 
@@ -539,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     spd = find(args.speed, args.results, "speed_*.json", True, notes)
     gpu = find(args.gpu_check, args.results, "gpu_check*.json", True, notes)
     prec = find(None, args.results, "precision_*.json", True, notes)
+    pol = find(None, args.results, "autocast_policy_*.json", True, notes)
     abs_pairs = lambda fs: [(p.resolve(), d) for p, d in fs]  # noqa: E731 - paths relative to the doc
 
     def missing(kind: str, cmd: str) -> str:
@@ -556,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
             "GPU check", "bash benchmarks/gpu_check.sh docs/results"),
         "precision": (precision_table(abs_pairs(prec), doc_dir) if prec else "") or missing(
             "precision", "python benchmarks/precision.py --device cpu"),
+        "autocast-policy": autocast_policy_table(abs_pairs(pol), doc_dir) if pol else missing(
+            "autocast policy", "python benchmarks/autocast_policy.py --device cuda --out "
+            "docs/results/autocast_policy_cuda.json"),
     }
     written: list[Path] = []
     try:

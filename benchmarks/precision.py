@@ -9,7 +9,8 @@ brightening of it is the image scored). Variants:
 Reported per variant and dtype: max |score - fp32 score| in raw-score units and on the model's MOS scale,
 max |IACALoss - fp32 IACALoss|, and the cosine between the loss's input gradients.
 
-    python benchmarks/precision.py [--device cpu|cuda] [--variants lite,paper] [--out FILE.json]
+    python benchmarks/precision.py [--device cpu|cuda] [--variants lite,paper] [--fp32-blocks bf16:N,fp16:M]
+        [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma list of bf16, fp16 (default: bf16 and fp16 on CUDA, bf16 on CPU)")
     ap.add_argument("--lite-weights", default=None,
                     help="weights folder/hub repo for the lite variant (default: the embedded model)")
+    ap.add_argument("--fp32-blocks", default=None, metavar="bf16:N,fp16:M",
+                    help="override IACA-Lite's autocast policy (float32 blocks per dtype; default: the model's)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if args.threads:
@@ -146,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     for v in args.variants.split(","):
         if v == "lite":
             model = IACAMetric.from_pretrained(args.lite_weights) if args.lite_weights else IACAMetric()
+            for item in (args.fp32_blocks.split(",") if args.fp32_blocks else []):
+                name, n = item.split(":")
+                model.features.fp32_blocks[names[name]] = int(n)
         elif v == "paper":
             if not (args.golden / "formula.py").is_file():
                 print(f"skipping paper: no golden formula weights in {args.golden}")
@@ -155,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"unknown variant {v!r}: lite or paper")
         print(f"[{v}] {model.arch} on {dev}", flush=True)
         res = measure(model.to(dev).eval(), imgs, dev, dtypes)
+        if v == "lite":
+            res["fp32_blocks"] = {str(k).split(".")[-1]: n for k, n in model.features.fp32_blocks.items()}
         res["weights_sha256"] = model.weights_info.get("sha256") or ("golden formula weights" if v == "paper" else None)
         result["variants"][v] = res
         for k, s in res["summary"].items():

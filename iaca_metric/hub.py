@@ -27,7 +27,7 @@ __all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_SHA256", "defaul
 DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # sha256 of weights/iaca-lite-sice/model.safetensors; checked on every load of the embedded model so a
 # damaged installation fails loudly instead of scoring with flipped bits.
-DEFAULT_MODEL_SHA256 = "f2ecf8b492498c42f2d33634a13eeecf24f431ab51fc580f7785c21f34f7b8f2"
+DEFAULT_MODEL_SHA256 = "152bdeb5c52253b304c0fbabd8ed5cab600b64bab93cbbdf086d5741f2e8a0c0"
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -61,3 +61,36 @@ def test_accuracy_benchmark_end_to_end(tmp_path, capsys):
     assert ("unavailable" in m["lpips"]) or np.isfinite(m["lpips"]["srcc"])
     printed = capsys.readouterr().out
     assert "within SRCC" in printed and "best no-reference baseline" in printed
+
+
+def test_zerodce_check_splits_by_input_brightness(tmp_path: Path) -> None:
+    """zerodce_check pairs enhanced/ZeroDCE/<set>/<name> with lowlight/<set>/<name>, scores both with the
+    low-light input as ref, and reports the win rate for inputs darker and brighter than IACA-Lite's
+    training inputs (mean luma DARK_INPUT_LUMA)."""
+    from PIL import Image
+
+    bench = _load_benchmark()
+    rng = np.random.default_rng(0)
+    levels = {"DICM": [0.05, 0.1, 0.5], "LIME": [0.08]}
+    for sub, lv in levels.items():
+        for d in ("lowlight", "enhanced/ZeroDCE"):
+            (tmp_path / d / sub).mkdir(parents=True)
+        for i, level in enumerate(lv):
+            low = np.clip(level + 0.02 * rng.standard_normal((48, 64, 3)), 0, 1)
+            Image.fromarray((low * 255).round().astype(np.uint8)).save(tmp_path / "lowlight" / sub / f"{i}.png")
+            enh = np.clip(low ** 0.5, 0, 1)
+            Image.fromarray((enh * 255).round().astype(np.uint8)).save(tmp_path / "enhanced/ZeroDCE" / sub / f"{i}.png")
+    # An enhanced image without its input is skipped.
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "enhanced/ZeroDCE/LIME/orphan.png")
+    torch.manual_seed(0)
+    model = IACAMetric(arch="efficientnet_lite0", illumination="reference_or_image").eval()
+    res = bench.zerodce_check(tmp_path, model)
+    assert res["n"] == 4 and len(res["rows"]) == 4
+    lum = {(r["set"], r["name"]): r["input_mean_luma"] for r in res["rows"]}
+    assert lum[("DICM", "2.png")] == pytest.approx(0.5, abs=0.01) and lum[("DICM", "0.png")] < 0.06
+    split = res["by_input_luma"]
+    dark, bright = split[f"input_mean_luma_below_{bench.DARK_INPUT_LUMA}"], \
+        split[f"input_mean_luma_at_least_{bench.DARK_INPUT_LUMA}"]
+    assert (dark["n"], bright["n"]) == (3, 1)
+    assert dark["enhanced_wins"] + bright["enhanced_wins"] == res["enhanced_wins"] == sum(
+        r["enhanced"] > r["input"] for r in res["rows"])

@@ -111,3 +111,35 @@ def test_half_precision_is_not_folded() -> None:
         got = _conv_bn(x, conv, bn, same=True)
         want = bn(F.conv2d(x, conv.weight, None, 1, 1, 1, 8))
     torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_autocast_precision_policy() -> None:
+    """Under autocast the stem and blocks[:fp32_blocks[dtype]] run in float32 and later blocks in the
+    autocast dtype (default: the whole trunk in float32 under bf16, fp16 from block 3); 0: all-half."""
+    torch.manual_seed(0)
+    trunk = EfficientNetLiteFeatures().eval()
+    assert trunk.fp32_blocks == {torch.bfloat16: len(trunk.blocks), torch.float16: 3}
+    seen: dict[int, torch.dtype] = {}
+    hooks = [blk.register_forward_hook(lambda mod, inp, out, i=i: seen.__setitem__(i, out.dtype))
+             for i, blk in enumerate(trunk.blocks)]
+    x = torch.rand(1, 3, 64, 64)
+    n = len(trunk.blocks)
+
+    def dtypes(dtype: torch.dtype | None) -> list[torch.dtype]:
+        seen.clear()
+        with torch.no_grad(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            f16, f32 = trunk(x)
+        return [seen[i] for i in range(n)]
+
+    bf, hf = torch.bfloat16, torch.float16
+    assert dtypes(bf) == [torch.float32] * n
+    assert dtypes(hf) == [torch.float32] * 3 + [hf] * (n - 3)
+    trunk.fp32_blocks[bf] = 15  # reaching into the stride-32 stage (block 15 starts the last stage)
+    assert dtypes(bf) == [torch.float32] * 15 + [bf] * (n - 15)
+    trunk.fp32_blocks[bf] = 0
+    assert dtypes(bf) == [bf] * n
+    trunk.fp32_blocks[bf] = 11  # up to the stride-16 tap: f16 float32, f32 bf16
+    assert dtypes(bf) == [torch.float32] * 11 + [bf] * (n - 11)
+    assert dtypes(None) == [torch.float32] * n  # no autocast: float32 whatever the policy says
+    for h in hooks:
+        h.remove()

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "weights" / "iaca-lite-sice"
 DATA = ROOT.parent / "shared" / "data"
 # Pinned here as well as in the package: changing the shipped weights must be a deliberate, visible edit.
-PINNED = "f2ecf8b492498c42f2d33634a13eeecf24f431ab51fc580f7785c21f34f7b8f2"
+PINNED = "152bdeb5c52253b304c0fbabd8ed5cab600b64bab93cbbdf086d5741f2e8a0c0"
 
 pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
                                 reason="weights/iaca-lite-sice has not been trained yet")
@@ -38,6 +38,16 @@ def test_size_limits_and_config():
         Path(model.weights_info["path"]).parent)
     card = (FOLDER / "README.md").read_text()
     assert PINNED in card and "SRCC" in card
+
+
+def test_shipped_backbone_weights_are_bfloat16_exact():
+    """The release rounds every backbone convolution weight to the bfloat16 grid, so bf16/fp16 autocast
+    casts them exactly (see iaca_metric.training.release.round_trunk_to_bfloat16)."""
+    model = IACAMetric()
+    convs = [m.weight for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) > 40
+    assert all(torch.equal(w, w.to(torch.bfloat16).float()) for w in convs)
+    assert "bf16_exact_trunk" in json.loads((FOLDER / "config.json").read_text())
 
 
 def test_corrupt_embedded_weights_are_refused(tmp_path, monkeypatch):
