@@ -1,7 +1,7 @@
-"""What does IACA-Lite's float32 stem cost under autocast? (GPU: ~30 s; CPU works, slowly)
+"""What does IACA-Lite's autocast precision policy cost? (GPU: ~30 s; CPU works, slowly)
 
 Under bf16/fp16 autocast IACA-Lite keeps its stem and first ``features.fp32_blocks[dtype]`` blocks in
-float32 (bf16: the 11 blocks up to the stride-16 tap; fp16: 3), which keeps it within 1e-2 of fp32
+float32 (bf16: the whole trunk; fp16: 3 blocks), which keeps it within 1e-2 of fp32
 (benchmarks/precision.py). This script times, side by side and interleaved, the embedded model's forward
 pass and IACALoss forward+backward at one setting (default 600x400, batch 32, channels-last): fp32
 (PyTorch defaults: TF32 convolutions on Ampere and newer), bf16 and fp16 autocast with the default

@@ -150,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         if v == "lite":
             model = IACAMetric.from_pretrained(args.lite_weights) if args.lite_weights else IACAMetric()
             for item in (args.fp32_blocks.split(",") if args.fp32_blocks else []):
-                name, n = item.split(":")
+                name, _, n = item.partition(":")
+                if name not in names or not n.isdigit():
+                    raise SystemExit(f"--fp32-blocks: bad entry {item!r}; expected e.g. bf16:3,fp16:0")
                 model.features.fp32_blocks[names[name]] = int(n)
         elif v == "paper":
             if not (args.golden / "formula.py").is_file():

@@ -247,13 +247,17 @@ class IACAMetric(
 
     # ------------------------------------------------------------------ hub integration
     def _save_pretrained(self, save_directory: Path) -> None:
+        self.save_weights(save_directory / "model.safetensors")
+        (save_directory / "config.json").write_text(json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n")
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the state dict (every key, contiguous, on CPU) as one safetensors file."""
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         # One metadata key only: safetensors writes metadata in hash-map order, so several keys would make
         # the file's sha256 differ between runs for identical weights (arch/version live in config.json).
-        save_file(state, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
-        (save_directory / "config.json").write_text(json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n")
+        save_file(state, str(path), metadata={"format": "pt"})
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, revision: str | None = None,

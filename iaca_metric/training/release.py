@@ -152,21 +152,16 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
     dst.mkdir(parents=True, exist_ok=True)
     for f in ("model.safetensors", "config.json"):
         shutil.copyfile(best / f, dst / f)
+    cfg = json.loads((dst / "config.json").read_text())
     if bf16_exact_trunk:
-        from safetensors.torch import save_file
-
         n = round_trunk_to_bfloat16(model)
-        # Same keys as the training export (strictly checked when loaded); contiguous for safetensors.
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(dst / "model.safetensors"),
-                  metadata={"format": "pt"})
-        cfg = json.loads((dst / "config.json").read_text())
+        model.save_weights(dst / "model.safetensors")  # same keys as the export: strictly checked on load
         cfg["bf16_exact_trunk"] = f"{n} backbone convolution weights rounded to the bfloat16 grid at release"
-        (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     if mos_index is not None:
         model.mos_scale, model.mos_offset = fit_mos(model, mos_index, cache_dir or best.parent / "cache")
-        cfg = json.loads((dst / "config.json").read_text())
         cfg.update(mos_scale=model.mos_scale, mos_offset=model.mos_offset,
                    mos_fit="least squares of validation-scene win rates on raw scores (SICE val split)")
+    if bf16_exact_trunk or mos_index is not None:
         (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     args = json.loads((best / "training_args.json").read_text()) if (best / "training_args.json").is_file() else {}
     best_epoch = "?"
