@@ -26,11 +26,13 @@ __all__ = ["make_model", "make_image", "low_light"]
 
 
 def make_model(illumination: str = "image", seed: int = 0, head_scale: float = 30.0,
-               mos_scale: float = 0.25, mos_offset: float = 0.5) -> IACAMetric:
-    """An input-dependent IACA-Lite-architecture model with seeded random weights (eval mode)."""
+               mos_scale: float = 0.25, mos_offset: float = 0.5, **config) -> IACAMetric:
+    """An input-dependent IACA-Lite-architecture model with seeded random weights (eval mode).
+
+    ``config`` goes to :class:`IACAMetric` unchanged (e.g. ``mos_range``)."""
     torch.manual_seed(seed)
     m = IACAMetric(arch="efficientnet_lite0", illumination=illumination, mos_scale=mos_scale,
-                   mos_offset=mos_offset)
+                   mos_offset=mos_offset, **config)
     with torch.no_grad():
         for mod in m.features.modules():
             if isinstance(mod, nn.Conv2d):

@@ -1,8 +1,10 @@
 """`IACAMetric.from_pretrained`: local folders, an on-disk HF cache (offline) and real downloads from the
 local Hub look-alike (tests/hub_server.py), plus every failure mode a user can run into.
 
-A small randomly initialised model (efficientnet_lite0, seeded) keeps this fast; outputs on a fixed
-random 64x64 batch must be bit-identical after loading.
+A small seeded model (efficientnet_lite0 with the variance-preserving init of ``iaca_test_models``)
+keeps this fast; outputs on a fixed random 64x64 batch must be bit-identical after loading. PyTorch's
+default init is not used: its trunk activations shrink to ~1e-8, and on some CPUs (MKL's AVX-512 path)
+two different images then give bit-identical scores, so the fixture would test nothing.
 """
 from __future__ import annotations
 
@@ -23,15 +25,16 @@ from iaca_metric.backbones import BACKBONES
 from iaca_metric.hub import WeightsError
 
 from hub_server import lay_out_cache, set_offline
+from iaca_test_models import make_model
 
 REPO = "acme/iaca-tiny"
 ARCH = "efficientnet_lite0"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _make(seed: int, **kw) -> IACAMetric:
-    torch.manual_seed(seed)
-    return IACAMetric(arch=ARCH, **kw).eval()
+def _make(seed: int, illumination: str = "image", mos_scale: float = 1.0, mos_offset: float = 0.0,
+          **kw) -> IACAMetric:
+    return make_model(illumination=illumination, seed=seed, mos_scale=mos_scale, mos_offset=mos_offset, **kw)
 
 
 def _x() -> torch.Tensor:
@@ -70,7 +73,8 @@ def saved(tmp_path_factory) -> dict:
         out[name] = {"dir": d, "out": _out(model), "state": {k: v.clone() for k, v in model.state_dict().items()},
                      "files": {p.name: p.read_bytes() for p in d.iterdir() if p.is_file()}}
     assert not torch.equal(out["a"]["out"], out["b"]["out"])
-    assert torch.isfinite(out["a"]["out"]).all() and out["a"]["out"][0].std() > 0  # informative outputs
+    # Informative outputs on any CPU: the two images' scores differ by far more than float32 rounding.
+    assert torch.isfinite(out["a"]["out"]).all() and out["a"]["out"][0].std() > 1e-3
     return out
 
 
