@@ -54,7 +54,7 @@ import sys
 import time
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,7 @@ from PIL import Image
 
 # ----------------------------------------------------------------------------- rules
 INPUT_MAX_LUMA = 50.0  # on the 0-255 scale of scenes.csv
-MAX_INPUTS_PER_SCENE = 2
+MAX_INPUTS_PER_SCENE: int | None = None  # every usable dark exposure (the first build: 2)
 REF_TARGET_LUMA = 0.45  # in [0, 1]
 REF_MIN_LUMA = 0.30
 REF_MAX_LUMA = 0.70
@@ -72,7 +72,7 @@ CLIP_LEVEL = 250  # 8-bit max-channel value counted as clipped
 MAX_REAL_CAPTURES = 6
 SPLITS = ("train", "val", "test")
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: parametric families, measured-artefact labels (labels.py)
 
 Exposure = tuple[str, int, float]  # (file relative to the sice folder, exposure rank, mean luma 0-255)
 
@@ -148,10 +148,14 @@ def load_splits(directory: str | os.PathLike = SPLIT_DIR) -> dict[str, list[str]
 
 
 # ----------------------------------------------------------------------------- selection rules
-def select_inputs(exposures: Sequence[Exposure]) -> list[Exposure]:
-    """Low-light inputs of a scene: ranks 0 and 1 if their mean luma < :data:`INPUT_MAX_LUMA` (max 2)."""
+def select_inputs(exposures: Sequence[Exposure], max_inputs: int | None = MAX_INPUTS_PER_SCENE) -> list[Exposure]:
+    """Low-light inputs of a scene: every exposure with mean luma < :data:`INPUT_MAX_LUMA`, darkest first.
+
+    ``max_inputs`` caps how many (None, the default: every usable dark exposure; the first build
+    used 2)."""
     ordered = sorted(exposures, key=lambda e: e[1])
-    return [e for e in ordered[:MAX_INPUTS_PER_SCENE] if e[2] < INPUT_MAX_LUMA]
+    dark = [e for e in ordered if e[2] < INPUT_MAX_LUMA]
+    return dark if max_inputs is None else dark[:max_inputs]
 
 
 def clipped_fraction(img_u8: np.ndarray) -> float:
@@ -282,77 +286,101 @@ def candidate_kind(name: str) -> str:
 
 
 def process_group(
-    group: Group, data_root: str | os.PathLike, out_dir: str | os.PathLike, size: int | None = None, seed: int = 0
+    group: Group, data_root: str | os.PathLike, out_dir: str | os.PathLike, size: int | None = None, seed: int = 0,
+    skip_families: Sequence[str] = (),
 ) -> list[dict]:
-    """Make, score and write one group; skip it if its DONE marker exists.
+    """Make and measure one group's candidates; resumable per candidate.
+
+    Each candidate is written as ``<name>.png`` and one line of ``measures.jsonl`` (its family,
+    parameters and :data:`~iaca_metric.training.labels.MEASURES`); a rerun makes only the missing
+    ones, so families can be added to an existing build (e.g. the networks, once their weights are
+    there). ``rows.jsonl`` and ``DONE`` are rewritten when the group's candidate set is complete.
+    Scores are not stored here: :func:`label_rows` computes them from the measures for the whole
+    index, so relabelling never needs a rebuild.
 
     Returns:
-        The group's index rows (read back from ``rows.jsonl`` when skipped).
+        The group's rows (without ``score``).
     """
-    from iaca_metric.training.enhancers import ENHANCERS, luma
-    from iaca_metric.training.panel import PANEL, member_values, win_rates
+    from iaca_metric.training.enhancers import luma
+    from iaca_metric.training.families import FAMILIES, make_candidates
+    from iaca_metric.training.labels import measure
 
+    families = tuple(f for f in FAMILIES if f.name not in set(skip_families))
     out = Path(out_dir)
     gdir = out / group.scene / group.stem
-    done, rows_path = gdir / "DONE", gdir / "rows.jsonl"
-    if done.is_file() and rows_path.is_file():
-        return _read_jsonl(rows_path)
     gdir.mkdir(parents=True, exist_ok=True)
     sice = _sice_dir(data_root)
+    meas_path = gdir / "measures.jsonl"
+    have = {r["candidate"]: r for r in _read_jsonl(meas_path)} if meas_path.is_file() else {}
+    have = {k: r for k, r in have.items() if (gdir / f"{k}.png").is_file()}
 
-    low_u8 = _load(sice / group.low[0], size)
-    ref_u8 = _load(sice / group.ref[0], size)
-    low = low_u8.astype(np.float32) / 255.0
-    base = group_seed(seed, group.gid)
-
-    names: list[str] = []
-    imgs: list[np.ndarray] = []  # uint8: the panel scores exactly what is saved
-    for name, fn in ENHANCERS.items():
-        rng = np.random.default_rng([base, zlib.crc32(name.encode())])
-        names.append(name)
-        imgs.append(_to_u8(fn(low, rng)))
-    names.append("input")
-    imgs.append(low_u8)
-    for e in group.real:
-        names.append(f"real_rank{e[1]:02d}")
-        imgs.append(_load(sice / e[0], size))
-
-    cands = np.stack(imgs).astype(np.float32) / 255.0
-    ref = ref_u8.astype(np.float32) / 255.0
-    values = member_values(cands, ref)
-    scores = win_rates(values)
-    ref_luma = float(luma(ref).mean())
-
-    _save_png(gdir / "low.png", low_u8)
-    _save_png(gdir / "ref.png", ref_u8)
+    fam_names = [f.name if f.draws == 1 else f"{f.name}_{d}" for f in families for d in range(f.draws)]
+    real_names = [f"real_rank{e[1]:02d}" for e in group.real]
+    wanted = fam_names + ["input"] + real_names
+    missing = [n for n in wanted if n not in have]
+    if missing:
+        low_u8 = _load(sice / group.low[0], size)
+        ref_u8 = _load(sice / group.ref[0], size)
+        low = low_u8.astype(np.float32) / 255.0
+        ref = ref_u8.astype(np.float32) / 255.0
+        if not (gdir / "low.png").is_file():
+            _save_png(gdir / "low.png", low_u8)
+        if not (gdir / "ref.png").is_file():
+            _save_png(gdir / "ref.png", ref_u8)
+        made = make_candidates(low, group_seed(seed, group.gid), names=set(missing), families=families)
+        new: list[tuple[str, np.ndarray, dict, str]] = [
+            (n, _to_u8(made[n][0]), made[n][1], made[n][2]) for n in fam_names if n in made]
+        if "input" in missing:
+            new.append(("input", low_u8, {}, "input"))
+        for e, n in zip(group.real, real_names):
+            if n in missing:
+                new.append((n, _load(sice / e[0], size), {"file": e[0]}, "real_capture"))
+        # Measured on the 8-bit pixels that are saved: the labels judge exactly what the model sees.
+        values = measure(np.stack([x[1] for x in new]).astype(np.float32) / 255.0, ref)
+        with open(meas_path, "a", encoding="utf-8") as fh:
+            for i, (n, img, params, kind) in enumerate(new):
+                _save_png(gdir / f"{n}.png", img)
+                rec = {"candidate": n, "kind": kind, "family": _family(n), "params": params,
+                       "mean_luma": round(float(luma(img.astype(np.float32) / 255.0).mean()), 5),
+                       **{f"m_{k}": round(float(v[i]), 6) for k, v in values.items()}}
+                fh.write(json.dumps(rec) + "\n")  # after the PNG: a line always has its image
+                have[n] = rec
     rel = f"{group.scene}/{group.stem}"
     rows = []
-    for i, (name, img) in enumerate(zip(names, imgs)):
-        _save_png(gdir / f"{name}.png", img)
-        row = {
-            "split": group.split,
-            "scene": group.scene,
-            "group": group.gid,
-            "candidate": name,
-            "kind": candidate_kind(name),
-            "path": f"{rel}/{name}.png",
-            "low": f"{rel}/low.png",
-            "ref": f"{rel}/ref.png",
-            "score": round(float(scores[i]), 6),
-            "n_candidates": len(names),
-            "mean_luma": round(float(luma(cands[i]).mean()), 5),
-            "ref_mean_luma": round(ref_luma, 5),
-            "low_file": group.low[0],
-            "ref_file": group.ref[0],
-        }
-        if row["kind"] == "real_capture":
-            row["real_file"] = group.real[[f"real_rank{e[1]:02d}" for e in group.real].index(name)][0]
-        row.update({f"panel_{m.name}": round(float(values[m.name][i]), 6) for m in PANEL})
-        rows.append(row)
-    tmp = rows_path.with_name("rows.jsonl.tmp")
+    for n in wanted:
+        rec = have[n]
+        rows.append({
+            "split": group.split, "scene": group.scene, "group": group.gid, "candidate": n,
+            "kind": rec["kind"], "family": rec["family"], "path": f"{rel}/{n}.png", "low": f"{rel}/low.png",
+            "ref": f"{rel}/ref.png", "n_candidates": len(wanted), "low_file": group.low[0],
+            "ref_file": group.ref[0], "low_mean_luma": round(group.low[2] / 255.0, 5),
+            **{k: v for k, v in rec.items() if k not in ("candidate", "kind", "family")},
+        })
+    tmp = gdir / "rows.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, rows_path)
-    done.write_text(f"{len(rows)}\n", encoding="utf-8")  # last: marks the group complete
+    os.replace(tmp, gdir / "rows.jsonl")
+    (gdir / "DONE").write_text(f"{len(rows)}\n", encoding="utf-8")
+    return rows
+
+
+def _family(name: str) -> str:
+    from iaca_metric.training.families import family_of
+
+    return family_of(name)
+
+
+def label_rows(rows: list[dict]) -> list[dict]:
+    """Add ``score`` (the measured-artefact utility's expected round-robin win rate within each group,
+    :func:`iaca_metric.training.labels.win_rates`) to every row; returns the same list."""
+    from iaca_metric.training.labels import MEASURES, win_rates
+
+    by_group: dict[str, list[dict]] = {}
+    for r in rows:
+        by_group.setdefault(r["group"], []).append(r)
+    for g in by_group.values():
+        values = {k: np.array([r[f"m_{k}"] for r in g]) for k in MEASURES}
+        for r, s in zip(g, win_rates(values)):
+            r["score"] = round(float(s), 6)
     return rows
 
 
@@ -369,7 +397,7 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run(args: tuple[Group, str, str, int | None, int]) -> list[dict]:
+def _run(args: tuple) -> list[dict]:
     return process_group(*args)
 
 
@@ -383,6 +411,7 @@ def build_dataset(
     limit: int | None = None,
     split_map: dict[str, list[str]] | None = None,
     progress: bool = True,
+    skip_families: Sequence[str] = (),
 ) -> Path:
     """Build (or resume) the dataset and write ``out_dir/index.jsonl``.
 
@@ -413,7 +442,7 @@ def build_dataset(
     if limit is not None:
         groups = groups[:limit]
     _write_meta(out, size, seed)
-    tasks = [(g, str(data_root), str(out), size, seed) for g in groups]
+    tasks = [(g, str(data_root), str(out), size, seed, tuple(skip_families)) for g in groups]
     results: dict[str, list[dict]] = {}
     t0 = time.time()
     bar = None
@@ -436,20 +465,32 @@ def build_dataset(
                     bar.update()
     if bar is not None:
         bar.close()
-    index = out / "index.jsonl"
-    tmp = index.with_name("index.jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for g in groups:
-            for r in results[g.gid]:
-                fh.write(json.dumps(r) + "\n")
-    os.replace(tmp, index)
+    index = write_index(out, [r for g in groups for r in results[g.gid]])
     print(f"{len(groups)} groups written to {index} in {time.time() - t0:.1f} s", file=sys.stderr)
     return index
 
 
+def write_index(out: Path, rows: list[dict]) -> Path:
+    """Label ``rows`` (:func:`label_rows`) and write ``out/index.jsonl`` atomically."""
+    index = Path(out) / "index.jsonl"
+    tmp = index.with_name("index.jsonl.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for r in label_rows(rows):
+            fh.write(json.dumps(r) + "\n")
+    os.replace(tmp, index)
+    return index
+
+
+def relabel(out_dir: str | os.PathLike) -> Path:
+    """Recompute every score of an existing build from its stored measures (no image is read)."""
+    out = Path(out_dir)
+    rows = [r for p in sorted(out.glob("*/*/rows.jsonl")) for r in _read_jsonl(p)]
+    return write_index(out, rows)
+
+
 def _write_meta(out: Path, size: int | None, seed: int) -> None:
-    from iaca_metric.training.enhancers import ENHANCERS
-    from iaca_metric.training.panel import PANEL
+    from iaca_metric.training.families import FAMILIES
+    from iaca_metric.training.labels import MEASURES, SIGMA, WEIGHTS
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -466,8 +507,10 @@ def _write_meta(out: Path, size: int | None, seed: int) -> None:
             "CLIP_LEVEL": CLIP_LEVEL,
             "MAX_REAL_CAPTURES": MAX_REAL_CAPTURES,
         },
-        "enhancers": list(ENHANCERS),
-        "panel": [{k: v for k, v in asdict(m).items() if k != "fn"} for m in PANEL],
+        "families": [{"name": f.name, "kind": f.kind, "draws": f.draws} for f in FAMILIES],
+        "measures": list(MEASURES),
+        "label_weights": WEIGHTS,
+        "label_sigma": SIGMA,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
@@ -483,13 +526,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="only the first N groups (timing)")
     p.add_argument("--write-splits", action="store_true", help="(re)write the committed split lists and exit")
+    p.add_argument("--skip-families", default="", help="comma-separated families not to make (e.g. networks "
+                   "whose weights are missing); a later run without it adds them")
+    p.add_argument("--relabel", action="store_true", help="only recompute index.jsonl's scores from stored measures")
     a = p.parse_args(argv)
     if a.write_splits:
         write_splits(split_scenes(read_scenes(a.data), seed=a.seed))
         print(f"wrote split lists to {SPLIT_DIR}")
         return
+    if a.relabel:
+        print(relabel(a.out))
+        return
     splits = tuple(s for s in a.splits.split(",") if s)
-    build_dataset(a.data, a.out, splits=splits, workers=a.workers, size=a.size, seed=a.seed, limit=a.limit)
+    build_dataset(a.data, a.out, splits=splits, workers=a.workers, size=a.size, seed=a.seed, limit=a.limit,
+                  skip_families=[f for f in a.skip_families.split(",") if f])
 
 
 if __name__ == "__main__":
