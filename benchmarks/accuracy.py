@@ -87,12 +87,28 @@ def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bo
     return out
 
 
-def evaluate(records: list[Record], model: IACAMetric) -> dict:
-    t0 = time.time()
-    scores = score_records(records, model)
-    target = [r.score for r in records]
-    groups = [r.group for r in records]
+def psnr_ssim_rank_truth(psnr_v: list[float], ssim_v: list[float], groups: list[str]) -> list[float]:
+    """A second, label-free truth: within each group, the mean of a candidate's PSNR rank and SSIM
+    rank against the scene's reference (0 = worst, 1 = best). PSNR and SSIM themselves are part of
+    it, so their agreement with it is high by construction; it matters for every other metric."""
+    from iaca_metric.correlation import _ranks
+
+    out = np.full(len(groups), np.nan)
+    by: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        by.setdefault(g, []).append(i)
+    for idx in by.values():
+        p, q = np.asarray([psnr_v[i] for i in idx]), np.asarray([ssim_v[i] for i in idx])
+        if np.isnan(p).any() or np.isnan(q).any() or len(idx) < 2:
+            continue
+        r = (_ranks(p) + _ranks(q)) / (2.0 * (len(idx) - 1))
+        out[idx] = r
+    return out.tolist()
+
+
+def _summaries(scores: dict[str, list], target: list[float], groups: list[str], model: IACAMetric) -> dict:
     results = {}
+    t = np.asarray(target, float)
     for name, vals in scores.items():
         if name.startswith("_"):
             continue
@@ -100,15 +116,73 @@ def evaluate(records: list[Record], model: IACAMetric) -> dict:
         if np.isnan(v).all():
             results[name] = {"unavailable": scores["_lpips_reason"][0] if name == "lpips" else "no data"}
             continue
-        keep = ~np.isnan(v)
+        keep = ~np.isnan(v) & ~np.isnan(t)
         lm = (model.mos_scale, model.mos_offset) if name.startswith("iaca") else None
-        results[name] = summarize(v[keep], np.asarray(target)[keep], [g for g, k in zip(groups, keep) if k],
-                                  linear_map=lm)
+        results[name] = summarize(v[keep], t[keep], [g for g, k in zip(groups, keep) if k], linear_map=lm)
+    return results
+
+
+def per_family_srcc(pred: list[float], target: list[float], groups: list[str], families: list[str]) -> dict:
+    """For each candidate family: median over groups of the within-group SRCC computed on the
+    family's own candidates (groups where it has >= 2), and the share of (family candidate, other
+    candidate) pairs of a group that ``pred`` orders like ``target`` (the family placed among the rest)."""
+    from iaca_metric.correlation import spearman
+
+    out: dict[str, dict] = {}
+    by: dict[tuple[str, str], list[int]] = {}
+    grp: dict[str, list[int]] = {}
+    for i, (g, f) in enumerate(zip(groups, families)):
+        by.setdefault((f, g), []).append(i)
+        grp.setdefault(g, []).append(i)
+    p, t = np.asarray(pred, float), np.asarray(target, float)
+    for f in sorted(set(families)):
+        within, agree, n_pairs = [], 0, 0
+        for g, idx in grp.items():
+            mine = by.get((f, g), [])
+            if len(mine) >= 2 and np.ptp(t[mine]) > 0:
+                within.append(spearman(p[mine], t[mine]))
+            others = [j for j in idx if families[j] != f]
+            for i in mine:
+                for j in others:
+                    if t[i] != t[j]:
+                        n_pairs += 1
+                        agree += (p[i] - p[j]) * (t[i] - t[j]) > 0
+        out[f] = {"within_family_srcc_median": float(np.median(within)) if within else None,
+                  "n_groups": len(within), "pairwise_agreement_vs_others": agree / n_pairs if n_pairs else None,
+                  "n_pairs": n_pairs}
+    return out
+
+
+def evaluate(records: list[Record], model: IACAMetric) -> dict:
+    t0 = time.time()
+    scores = score_records(records, model)
+    target = [r.score for r in records]
+    groups = [r.group for r in records]
+    results = _summaries(scores, target, groups, model)
+    truth2 = psnr_ssim_rank_truth(scores["psnr"], scores["ssim"], groups)
+    results2 = _summaries(scores, truth2, groups, model) if not np.isnan(truth2).all() else {}
+    fams = _families(records)
     return {"n_images": len(records), "n_groups": len(set(groups)), "seconds": round(time.time() - t0, 1),
-            "metrics": results,
+            "metrics": results, "metrics_vs_psnr_ssim_rank": results2,
+            "per_family": {"labels": per_family_srcc(scores["iaca"], target, groups, fams),
+                           "psnr_ssim_rank": per_family_srcc(scores["iaca"], truth2, groups, fams)}
+            if fams else {},
             "per_image": {"target": target, "group": groups, "name": [str(r.image) for r in records],
                           "iaca": scores["iaca"], "iaca_no_ref": scores["iaca_no_ref"],
-                          "psnr": scores["psnr"], "ssim": scores["ssim"]}}
+                          "psnr": scores["psnr"], "ssim": scores["ssim"], "psnr_ssim_rank": truth2,
+                          "family": fams}}
+
+
+def _families(records: list[Record]) -> list[str]:
+    """Candidate family of each record of a SICE build (empty when the records have no names)."""
+    if not all(r.name for r in records):
+        return []
+    from iaca_metric.training.families import family_of
+
+    try:
+        return [family_of(r.name) for r in records]
+    except KeyError:  # a build made with the first, fixed enhancer list
+        return []
 
 
 @torch.no_grad()
@@ -138,6 +212,81 @@ def zerodce_check(data_root: Path, model: IACAMetric) -> dict:
             "rows": rows}
 
 
+#: Low-light photo sets of ../shared/data/lowlight used for the method-preference check
+#: (LOL_eval15_low is a crop of LOL_eval15_full, so it is not counted twice).
+LOWLIGHT_SETS = ("DICM", "LIME", "LOL_eval15_full", "ZeroDCEpp_real")
+#: Longer side the networks and the model see in the method-preference check: the 4K photos would
+#: take minutes each through Self_Supervised on a CPU; preference between two outputs of the same
+#: input does not hinge on full resolution.
+PREF_MAX_SIDE = 1200
+
+
+def _downscale(x: torch.Tensor, max_side: int) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if max(h, w) <= max_side:
+        return x
+    s = max_side / max(h, w)
+    return torch.nn.functional.interpolate(x, size=(max(32, round(h * s)), max(32, round(w * s))), mode="area")
+
+
+@torch.no_grad()
+def method_preference_check(data_root: Path, model: IACAMetric, records: list[Record] | None = None,
+                            max_side: int = PREF_MAX_SIDE) -> dict:
+    """Human fact: SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised in 287 of 290 scenes.
+
+    Runs the official Zero-DCE snapshot and the Self_Supervised network (``../shared/data/weights``)
+    on every low-light photo of :data:`LOWLIGHT_SETS` and counts how often the model scores Zero-DCE's
+    output higher (both scored against the same low-light input). With ``records`` (the SICE test
+    split of a build that has both networks as candidates), the same on the test scenes' dark inputs.
+    """
+    from iaca_metric.training.self_supervised import load_self_supervised
+    from iaca_metric.zero_dce import load_official_zero_dce
+
+    weights = data_root / "weights"
+    zdce = load_official_zero_dce(weights / "zero_dce_official_Epoch99.pth")
+    selfsup = load_self_supervised(weights / "selfsup_retinex_decom_6000.npz")
+    rows = []
+    for sub in LOWLIGHT_SETS:
+        folder = data_root / "lowlight" / sub
+        if not folder.is_dir():
+            continue
+        for f in _progress(sorted(folder.iterdir()), desc=f"Zero-DCE vs Self_Supervised {sub}"):
+            if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+                continue
+            low = _downscale(load_image(f)[None], max_side)
+            a = zdce.enhance(low).clamp(0, 1)
+            b = selfsup.enhance(low).clamp(0, 1)
+            # 8-bit, as both would be saved and published
+            a, b = (torch.round(a * 255) / 255, torch.round(b * 255) / 255)
+            ref = low if model.uses_ref else None
+            rows.append({"set": sub, "name": f.name, "zero_dce": float(model(a, ref)),
+                         "self_supervised": float(model(b, ref)),
+                         "input_mean_luma": float(luma(low[0].permute(1, 2, 0).numpy()).mean())})
+    out = {"lowlight": _pref(rows), "lowlight_by_set": {s: _pref([r for r in rows if r["set"] == s])
+                                                         for s in LOWLIGHT_SETS},
+           "max_side": max_side, "rows": rows}
+    if records:
+        by: dict[str, dict[str, Record]] = {}
+        for r in records:
+            by.setdefault(r.group, {})[r.name] = r
+        trows = []
+        for g, c in sorted(by.items()):
+            if "zero_dce" in c and "self_supervised" in c:
+                low = load_image(c["zero_dce"].low)[None] if model.uses_ref else None
+                trows.append({"group": g, "zero_dce": float(model(load_image(c["zero_dce"].image)[None], low)),
+                              "self_supervised": float(model(load_image(c["self_supervised"].image)[None], low)),
+                              "label_zero_dce": c["zero_dce"].score,
+                              "label_self_supervised": c["self_supervised"].score})
+        out["test_scenes"] = _pref(trows)
+        out["test_scene_rows"] = trows
+    return out
+
+
+def _pref(rows: list[dict]) -> dict:
+    w = sum(r["zero_dce"] > r["self_supervised"] for r in rows)
+    return {"n": len(rows), "zero_dce_wins": w, "share": w / len(rows) if rows else None}
+
+
 def _wins(rows: list[dict]) -> dict:
     w = sum(r["enhanced"] > r["input"] for r in rows)
     return {"n": len(rows), "enhanced_wins": w, "win_rate": w / len(rows) if rows else None}
@@ -165,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--squarelol", type=Path, help="root of a dataset in the SQUARE-LOL layout")
     ap.add_argument("--squarelol-split", default="test")
     ap.add_argument("--zerodce", type=Path, help="data root holding lowlight/ and enhanced/ZeroDCE/")
+    ap.add_argument("--preference", type=Path, default=None,
+                    help="data root with lowlight/ and weights/: Zero-DCE (official) vs Self_Supervised check")
     ap.add_argument("--out", type=Path, default=Path("docs/results/accuracy.json"))
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args(argv)
@@ -183,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         report["datasets"]["squarelol_" + args.squarelol_split] = evaluate(recs, model)
     if args.zerodce:
         report["zerodce_vs_input"] = zerodce_check(args.zerodce, model)
+    if args.preference:
+        test_recs = read_sice_index(args.sice, split=args.sice_split) if args.sice else None
+        report["zero_dce_vs_self_supervised"] = method_preference_check(args.preference, model, test_recs)
     for name, res in report["datasets"].items():
         print(_table(name, res))
         iaca = res["metrics"]["iaca"]["within_srcc_median"]
@@ -190,6 +344,28 @@ def main(argv: list[str] | None = None) -> int:
         best_nr = max(nr, key=nr.get)
         print(f"IACA within-scene SRCC {iaca:.3f}; best no-reference baseline {best_nr} {nr[best_nr]:.3f} "
               f"(margin {iaca - nr[best_nr]:+.3f})")
+    for name, res in report["datasets"].items():
+        m2 = res.get("metrics_vs_psnr_ssim_rank") or {}
+        if m2:
+            iaca2 = m2["iaca"]["within_srcc_median"]
+            nr2 = {k: m2[k]["within_srcc_median"] for k in BASELINES if "within_srcc_median" in m2.get(k, {})}
+            b2 = max(nr2, key=nr2.get)
+            print(f"{name} vs PSNR+SSIM rank truth: IACA {iaca2:.3f}; best no-reference {b2} {nr2[b2]:.3f} "
+                  f"(margin {iaca2 - nr2[b2]:+.3f})")
+        for truth, fam in res.get("per_family", {}).items():
+            print(f"per family ({truth}): " + ", ".join(
+                f"{f} {v['within_family_srcc_median']:.2f}/{v['pairwise_agreement_vs_others']:.2f}"
+                for f, v in fam.items() if v["within_family_srcc_median"] is not None))
+    if "zero_dce_vs_self_supervised" in report:
+        z = report["zero_dce_vs_self_supervised"]
+        print(f"\nZero-DCE (official) above Self_Supervised on the low-light photos: "
+              f"{z['lowlight']['zero_dce_wins']}/{z['lowlight']['n']} = {z['lowlight']['share']:.1%}")
+        for k, v in z["lowlight_by_set"].items():
+            if v["n"]:
+                print(f"  {k}: {v['zero_dce_wins']}/{v['n']} = {v['share']:.1%}")
+        if "test_scenes" in z and z["test_scenes"]["n"]:
+            t = z["test_scenes"]
+            print(f"  test scenes' dark inputs: {t['zero_dce_wins']}/{t['n']} = {t['share']:.1%}")
     if "zerodce_vs_input" in report:
         z = report["zerodce_vs_input"]
         print(f"\nZero-DCE output above its unenhanced input: {z['enhanced_wins']}/{z['n']} = {z['win_rate']:.1%}")

@@ -15,7 +15,12 @@ import pytest
 from PIL import Image
 
 from iaca_metric.training import sice
-from iaca_metric.training.enhancers import ENHANCERS
+from iaca_metric.training.families import FAMILIES, candidate_names
+from iaca_metric.training.labels import MEASURES
+
+# The two networks need the authors' weights from ../shared/data; the fake-layout builds skip them.
+NETS = ("zero_dce", "self_supervised")
+FAMILY_NAMES = [n for n in candidate_names() if n not in NETS]
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -116,8 +121,9 @@ def test_selection_rules() -> None:
 def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
     split_map = {"train": ["a", "c"], "val": ["b"], "test": []}
     groups = sice.plan_groups(fake_sice, split_map=split_map)
-    # c has no admissible reference; a and b have two dark exposures each
+    # c has no admissible reference; every dark exposure (mean luma < 50) of a and b is an input
     assert [g.gid for g in groups] == ["a/1", "a/2", "b/6", "b/7"]
+    assert [g.gid for g in sice.plan_groups(fake_sice, split_map=split_map, max_inputs=1)] == ["a/1", "b/6"]
     for g in groups:
         assert g.ref[0] not in {g.low[0]} | {e[0] for e in g.real}
         assert g.low[0] not in {e[0] for e in g.real}
@@ -128,7 +134,8 @@ def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
 def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     split_map = {"train": ["a"], "val": [], "test": ["b", "c"]}
-    index = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
+    kw = dict(workers=1, split_map=split_map, limit=2, progress=False, skip_families=NETS)
+    index = sice.build_dataset(fake_sice, out, **kw)
     rows = [json.loads(ln) for ln in index.read_text().splitlines()]
     groups = sorted({r["group"] for r in rows})
     assert groups == ["a/1", "a/2"]
@@ -136,41 +143,52 @@ def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path) -> None:
         g = [r for r in rows if r["group"] == gid]
         n = len(g)
         assert n == g[0]["n_candidates"]
-        assert sum(r["kind"] in ("method", "failure") for r in g) == len(ENHANCERS) >= 12
+        assert [r["candidate"] for r in g if r["kind"] in ("method", "failure")] == FAMILY_NAMES
+        assert len(FAMILY_NAMES) >= 30
         assert sum(r["kind"] == "input" for r in g) == 1
         assert sum(r["kind"] == "real_capture" for r in g) == 3  # 5 exposures - input - reference
         assert np.isclose(sum(r["score"] for r in g), n / 2, atol=1e-4)
         for r in g:
             for key in ("path", "low", "ref"):
                 assert (out / r[key]).is_file()
-            assert {"panel_psnr", "panel_ssim", "panel_delta_e", "panel_gmsd", "panel_brightness"} <= set(r)
-            assert r["split"] == "train"
+            assert {f"m_{k}" for k in MEASURES} <= set(r) and np.isfinite([r[f"m_{k}"] for k in MEASURES]).all()
+            assert r["split"] == "train" and r["family"] in {f.name for f in FAMILIES} | {"input", "real_capture"}
+            if r["kind"] == "failure":
+                assert r["params"]["base"] == "adaptive_0"
         inp = next(r for r in g if r["kind"] == "input")
         assert inp["score"] < 0.2  # the unenhanced dark input is judged bad
     img = np.asarray(Image.open(out / rows[0]["path"]))
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
-    assert json.loads((out / "meta.json").read_text())["enhancers"] == list(ENHANCERS)
+    assert [f["name"] for f in json.loads((out / "meta.json").read_text())["families"]] == [f.name for f in FAMILIES]
 
     # Resume: complete groups are not recomputed...
     done = out / "a" / "1" / "DONE"
     png = out / rows[0]["path"]
     stamp = (done.stat().st_mtime_ns, png.stat().st_mtime_ns)
-    index2 = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
+    index2 = sice.build_dataset(fake_sice, out, **kw)
     assert (done.stat().st_mtime_ns, png.stat().st_mtime_ns) == stamp
     assert index2.read_text() == index.read_text()
-    # ...an incomplete one (no DONE marker) is rebuilt, identically (deterministic per group).
-    (out / "a" / "2" / "DONE").unlink()
-    index3 = sice.build_dataset(fake_sice, out, workers=1, split_map=split_map, limit=2, progress=False)
-    assert (out / "a" / "2" / "DONE").is_file()
+    # ...a candidate lost from a group (its measures line and image) is remade identically, alone.
+    meas = out / "a" / "2" / "measures.jsonl"
+    lines = meas.read_text().splitlines(keepends=True)
+    victim = json.loads(lines[3])["candidate"]
+    meas.write_text("".join(lines[:3] + lines[4:]))
+    (out / "a" / "2" / f"{victim}.png").unlink()
+    other = out / "a" / "2" / f"{json.loads(lines[0])['candidate']}.png"
+    other_stamp = other.stat().st_mtime_ns
+    index3 = sice.build_dataset(fake_sice, out, **kw)
+    assert (out / "a" / "2" / f"{victim}.png").is_file() and other.stat().st_mtime_ns == other_stamp
     assert index3.read_text() == index.read_text()
     assert (done.stat().st_mtime_ns, png.stat().st_mtime_ns) == stamp
+    # Relabelling from the stored measures reproduces the index without reading an image.
+    assert sice.relabel(out).read_text() == index.read_text()
 
 
 def test_build_size_option(fake_sice: Path, tmp_path: Path) -> None:
     out = tmp_path / "small"
     index = sice.build_dataset(
         fake_sice, out, splits=("val",), workers=1, size=48,
-        split_map={"train": [], "val": ["b"], "test": []}, limit=1, progress=False,
+        split_map={"train": [], "val": ["b"], "test": []}, limit=1, progress=False, skip_families=NETS,
     )
     rows = [json.loads(ln) for ln in index.read_text().splitlines()]
     assert {r["split"] for r in rows} == {"val"}
@@ -180,7 +198,9 @@ def test_build_size_option(fake_sice: Path, tmp_path: Path) -> None:
 
 def test_multiprocess_build_matches_in_process(fake_sice: Path, tmp_path: Path) -> None:
     split_map = {"train": ["a"], "val": ["b"], "test": ["c"]}
-    i1 = sice.build_dataset(fake_sice, tmp_path / "one", workers=1, split_map=split_map, progress=False)
-    i2 = sice.build_dataset(fake_sice, tmp_path / "two", workers=2, split_map=split_map, progress=False)
+    i1 = sice.build_dataset(fake_sice, tmp_path / "one", workers=1, split_map=split_map, progress=False,
+                            skip_families=NETS)
+    i2 = sice.build_dataset(fake_sice, tmp_path / "two", workers=2, split_map=split_map, progress=False,
+                            skip_families=NETS)
     assert i1.read_text() == i2.read_text()
     assert len({json.loads(ln)["group"] for ln in i1.read_text().splitlines()}) == 4

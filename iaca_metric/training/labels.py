@@ -45,7 +45,7 @@ MEASURES: tuple[str, ...] = (
     "noise",         # contrast-normalised high-frequency energy in the reference's flat regions, minus the reference's
     "detail",        # log ratio of contrast-normalised band-pass energy in textured regions, candidate / reference
     "block",         # 8x8 grid blockiness, candidate minus reference
-    "halo",          # contrast-normalised coarse band-pass energy near strong edges: log ratio candidate / reference
+    "halo",          # structure near strong edges that no local tone curve of the reference explains (halos, ringing)
     "spectrum",      # log(fine / coarse band-pass energy), candidate minus reference: < 0 blur, smoothing, halos
     "gms",           # gradient-magnitude-similarity deviation (GMSD) on contrast-normalised luma
 )
@@ -109,6 +109,29 @@ def _grad(y: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx**2 + gy**2 + 1e-12)
 
 
+def _box(a: np.ndarray, r: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.uniform_filter(a, (1, 1, 2 * r + 1, 2 * r + 1), mode="reflect")
+
+
+def _unexplained(c: torch.Tensor, guide: torch.Tensor, r: int = 10, eps: float = 1e-4) -> torch.Tensor:
+    """|c - local affine function of guide|, smoothed at 2 px: structure of ``c`` (N, 1, H, W) that no
+    locally linear tone mapping of ``guide`` (1, 1, H, W) (radius ``r``) produces. A tone curve, an
+    exposure change or a colour transform is locally linear and leaves ~0; a halo (a function of the
+    distance to an edge, not of the guide's value) does not. Fine noise and blocks are smoothed away."""
+    i = guide.numpy().astype(np.float64)
+    p = c.numpy().astype(np.float64)
+    mi, mp = _box(i, r), _box(p, r)
+    cov = _box(i * p, r) - mi * mp
+    var = _box(i * i, r) - mi * mi
+    a = cov / (var + eps)
+    b = mp - a * mi
+    q = _box(a, r) * i + _box(b, r)
+    res = torch.from_numpy(np.abs(p - q).astype(np.float32))
+    return _gauss(res, 2.0)
+
+
 def _blockiness(y: torch.Tensor) -> torch.Tensor:
     """Mean |step| across 8-px grid lines minus the mean |step| elsewhere, per image (N,), in Weber units."""
     dx = (y[..., :, 1:] - y[..., :, :-1]).abs()
@@ -153,7 +176,7 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_band = (_gauss(rn, 1.0) - _gauss(rn, 3.0)).abs()
         r_detail = r_band[textured].mean()
         r_coarse = (_gauss(rn, 4.0) - _gauss(rn, 16.0)).abs()
-        r_halo = r_coarse[near_edge].mean()
+        r_halo = _unexplained(ry, ry)[near_edge].mean()
         r_fine = (rn - _gauss(rn, 1.5)).abs()[textured].mean()
         r_spec = torch.log((r_fine + 1e-3) / (r_coarse[textured | edges].mean() + 1e-3))
         r_ab = _lab_ab(F.avg_pool2d(r, 2))
@@ -190,8 +213,10 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             out["block"].append((_blockiness(cn) - r_block).numpy())
             coarse = (_gauss(cn, 4.0) - _gauss(cn, 16.0)).abs()
             em = near_edge.expand(n, -1, -1, -1)
-            hal = (coarse * em).sum(dim=(1, 2, 3)) / em.sum(dim=(1, 2, 3))
-            out["halo"].append(torch.log((hal + 1e-3) / (r_halo + 1e-3)).numpy())
+            # exposure-matched luma, so the measure is in the reference's intensity units
+            cy_m = cy * (r_mean / cy.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-4))
+            hal = (_unexplained(cy_m, ry) * em).sum(dim=(1, 2, 3)) / em.sum(dim=(1, 2, 3))
+            out["halo"].append((hal - r_halo).numpy())
             fine = ((cn - _gauss(cn, 1.5)).abs() * tm).sum(dim=(1, 2, 3)) / tm.sum(dim=(1, 2, 3))
             sm = (textured | edges).expand(n, -1, -1, -1)
             crs = (coarse * sm).sum(dim=(1, 2, 3)) / sm.sum(dim=(1, 2, 3))
@@ -217,7 +242,7 @@ WEIGHTS: dict[str, float] = {
     "noise": 6.0,       # per unit of excess normalised high-frequency energy in flat regions
     "smooth": 1.5,      # per unit of lost band-pass detail (log ratio), only when smoother
     "block": 60.0,      # per unit of excess normalised blockiness
-    "halo": 1.5,        # per unit of excess coarse band-pass energy near edges (log ratio)
+    "halo": 40.0,       # per unit of unexplained structure near edges (luma units, reference exposure)
     "soft": 3.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
     "gms": 3.0,         # per unit of GMSD
 }

@@ -216,6 +216,7 @@ def plan_groups(
     splits: Sequence[str] = SPLITS,
     seed: int = 0,
     split_map: dict[str, list[str]] | None = None,
+    max_inputs: int | None = MAX_INPUTS_PER_SCENE,
 ) -> list[Group]:
     """Apply the input/reference/candidate rules to every scene of the requested splits.
 
@@ -231,7 +232,7 @@ def plan_groups(
         split = scene_split.get(scene)
         if split not in splits:
             continue
-        inputs = select_inputs(exps)
+        inputs = select_inputs(exps, max_inputs)
         if not inputs:
             continue
         in_files = {e[0] for e in inputs}
@@ -356,10 +357,13 @@ def process_group(
             "ref_file": group.ref[0], "low_mean_luma": round(group.low[2] / 255.0, 5),
             **{k: v for k, v in rec.items() if k not in ("candidate", "kind", "family")},
         })
-    tmp = gdir / "rows.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, gdir / "rows.jsonl")
-    (gdir / "DONE").write_text(f"{len(rows)}\n", encoding="utf-8")
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    rows_path, done = gdir / "rows.jsonl", gdir / "DONE"
+    if not (done.is_file() and rows_path.is_file() and rows_path.read_text(encoding="utf-8") == text):
+        tmp = gdir / "rows.jsonl.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, rows_path)
+        done.write_text(f"{len(rows)}\n", encoding="utf-8")  # last: the group is complete
     return rows
 
 

@@ -108,26 +108,58 @@ def subset_positions(scores: Sequence[float], k: int | None) -> list[int]:
     return sorted(picks)
 
 
+def subset_by_name(group: str, names: Sequence[str], k: int | None) -> list[int]:
+    """Deterministic, label-independent subset of a scene's candidates: the ``k`` whose hash of
+    ``group/name`` is smallest, in their original order. Unlike :func:`subset_positions` it does not
+    change when the labels are recomputed, so a feature cache survives relabelling."""
+    n = len(names)
+    if k is None or k >= n:
+        return list(range(n))
+    h = [hashlib.sha1(f"{group}/{nm}".encode()).hexdigest() for nm in names]
+    return sorted(sorted(range(n), key=lambda i: h[i])[:k])
+
+
 def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freeze: str, size: int | None,
-                desc: str, max_candidates: int | None = None) -> dict[str, dict[str, torch.Tensor]]:
+                desc: str, max_candidates: int | None = None,
+                exclude_families: Sequence[str] = ()) -> dict[str, dict[str, torch.Tensor]]:
     """Cache every group's frozen features under ``cache_dir`` (resumable: existing files are reused;
-    a subset is cut from a full-group file when one exists)."""
+    a subset is cut from a full-group file when one exists). A ``stride32`` file (which holds the
+    stride-16 features too) also serves ``freeze='stride16'``.
+
+    Scores always come from ``records`` (not from the cache), so relabelled data reuses the cache.
+    When records carry candidate names (the SICE build), the subset is :func:`subset_by_name`, else
+    :func:`subset_positions`. ``exclude_families`` drops those families' candidates after loading
+    (leave-one-family-out training)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     groups = group_indices(records)
+    excluded = set(exclude_families)
     out = {}
     for g, idx in _progress(groups.items(), desc=f"cache {desc}", total=len(groups)):
-        pos = subset_positions([records[i].score for i in idx], max_candidates)
+        names = [records[i].name for i in idx]
+        if all(names):
+            pos = subset_by_name(g, names, max_candidates)
+            tag = "" if len(pos) == len(idx) else f"_h{len(pos)}"
+        else:
+            pos = subset_positions([records[i].score for i in idx], max_candidates)
+            tag = "" if len(pos) == len(idx) else f"_k{len(pos)}"
         full = cache_dir / f"{_group_key(g)}_{freeze}_{size}.pt"
-        f = full if len(pos) == len(idx) else cache_dir / f"{_group_key(g)}_{freeze}_{size}_k{len(pos)}.pt"
+        f = cache_dir / f"{_group_key(g)}_{freeze}_{size}{tag}.pt"
+        alts = [f, full]
+        if freeze == "stride16":
+            alts = [cache_dir / f"{_group_key(g)}_stride32_{size}{tag}.pt", *alts,
+                    cache_dir / f"{_group_key(g)}_stride32_{size}.pt"]
         item = None
-        for cand in dict.fromkeys([f, full]):
+        for cand in dict.fromkeys(alts):
             if cand.is_file():
                 try:
                     item = torch.load(cand, weights_only=True)
                 except Exception:  # a file cut short by an interrupted run: rebuild it
                     cand.unlink()
                     continue
-                if cand != f:
+                if int(item["score"].numel()) != len(pos):  # a full-group file: cut the subset
+                    if int(item["score"].numel()) != len(idx):
+                        item = None
+                        continue
                     sel = torch.tensor(pos)
                     item = {k: v[sel] for k, v in item.items()}
                 break
@@ -136,6 +168,15 @@ def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freez
             tmp = f.with_suffix(".tmp")
             torch.save(item, tmp)
             os.replace(tmp, f)  # atomic: a killed run never leaves a half-written cache file
+        item = dict(item)
+        item["score"] = torch.tensor([records[idx[p]].score for p in pos], dtype=torch.float32)
+        if excluded:
+            from .families import family_of
+
+            keep = torch.tensor([family_of(records[idx[p]].name) not in excluded for p in pos])
+            if int(keep.sum()) < 2:
+                continue
+            item = {k: v[keep] for k, v in item.items()}
         out[g] = item
     return out
 
@@ -258,9 +299,12 @@ def train(args: argparse.Namespace) -> Path:
         trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
         if args.init_from:
             trunk_model.load_state_dict(model.state_dict())
+        excl = [f for f in args.exclude_families.split(",") if f]
         train_cache = build_cache(trunk_model, train_recs, cache_dir, args.freeze, args.size, "train",
-                                  max_candidates=args.max_candidates)
-        val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val")
+                                  max_candidates=args.max_candidates, exclude_families=excl)
+        # Model selection must not see the held-out family either.
+        val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val",
+                                max_candidates=args.val_max_candidates, exclude_families=excl)
         del trunk_model
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
@@ -411,6 +455,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--size", type=int, default=None, help="resize the shorter side to this (default: native)")
     p.add_argument("--max-candidates", type=int, default=None,
                    help="cached recipe: train on this many candidates per scene (evenly spaced score ranks)")
+    p.add_argument("--val-max-candidates", type=int, default=None,
+                   help="cached recipe: validate on this many candidates per scene (default: all)")
+    p.add_argument("--exclude-families", default="",
+                   help="comma-separated candidate families left out of training and validation "
+                        "(leave-one-family-out evaluation; SICE build only)")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--groups-per-batch", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=16, help="finetune recipe")

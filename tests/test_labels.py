@@ -1,0 +1,116 @@
+"""IACA-Lite 2's labels: measured artefacts, utilities, Thurstone win rates, and the label checks."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from iaca_metric.training import labels as L
+from iaca_metric.training.label_checks import check_labels, format_report
+
+
+@pytest.fixture(scope="module")
+def ref() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:96, 0:96].astype(np.float32)
+    img = np.stack([0.45 + 0.3 * np.sin(xx / 6), 0.45 + 0.3 * np.cos(yy / 4), 0.4 + 0.25 * np.sin((xx - yy) / 8)], -1)
+    img[30:60, 20:70] = [0.8, 0.5, 0.25]
+    img += rng.normal(0, 0.01, img.shape)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _jpeg(x: np.ndarray, q: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray((x * 255 + 0.5).astype(np.uint8)).save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())), dtype=np.float32) / 255
+
+
+def _variants(ref: np.ndarray) -> dict[str, np.ndarray]:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(1)
+    return {
+        "clean": ref,
+        "noisy": np.clip(ref + rng.normal(0, 0.06, ref.shape), 0, 1).astype(np.float32),
+        "dark": (ref * 0.35).astype(np.float32),
+        "bright": np.clip(ref * 1.9, 0, 1).astype(np.float32),
+        "cast": np.clip(ref * np.array([1.25, 1.0, 0.7], np.float32), 0, 1),
+        "blocky": _jpeg(ref, 5),
+        "blurred": ndimage.gaussian_filter(ref, (2.5, 2.5, 0)).astype(np.float32),
+    }
+
+
+def test_measures_are_zero_for_the_reference_itself(ref: np.ndarray) -> None:
+    m = L.measure(ref[None], ref)
+    assert set(m) == set(L.MEASURES)
+    for k in ("exposure", "cast", "chroma_err", "colourfulness", "noise", "detail", "block", "halo", "spectrum",
+              "gms"):
+        assert abs(m[k][0]) < 1e-4, k
+    assert m["ssim"][0] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_each_artefact_is_measured_and_loses(ref: np.ndarray) -> None:
+    v = _variants(ref)
+    names = list(v)
+    m = L.measure(np.stack(list(v.values())), ref)
+    col = {n: {k: m[k][i] for k in m} for i, n in enumerate(names)}
+    assert col["noisy"]["noise"] > 0.05 and col["clean"]["noise"] == pytest.approx(0, abs=1e-6)
+    assert col["dark"]["exposure"] < -1.0 and col["bright"]["exposure"] > 0.4
+    assert col["cast"]["cast"] > 5.0
+    assert col["blocky"]["block"] > 0.002
+    assert col["blurred"]["spectrum"] < -0.3 and col["blurred"]["detail"] < -0.2
+    u = L.utilities(m)
+    for i, n in enumerate(names[1:], start=1):
+        assert u[0] > u[i], n  # the clean image beats every damaged copy
+
+
+def test_win_rates_form_and_pairwise(ref: np.ndarray) -> None:
+    m = L.measure(np.stack(list(_variants(ref).values())), ref)
+    w = L.win_rates(m)
+    n = len(w)
+    assert w.sum() == pytest.approx(n / 2) and (w >= 0).all() and (w <= 1).all()
+    p = L.pairwise(L.utilities(m))
+    off = ~np.eye(n, dtype=bool)
+    np.testing.assert_allclose((p + p.T)[off], 1.0)
+    assert np.diag(p).tolist() == [0.0] * n
+    with pytest.raises(ValueError):
+        L.win_rates({k: v[:1] for k, v in m.items()})
+    with pytest.raises(ValueError):
+        L.measure(ref[None, :50], ref)
+
+
+def test_relabel_weights_change_order(ref: np.ndarray) -> None:
+    v = _variants(ref)
+    m = L.measure(np.stack([v["noisy"], v["dark"]]), ref)
+    assert L.utilities(m, {**L.WEIGHTS, "noise": 1e3})[0] < L.utilities(m, {**L.WEIGHTS, "noise": 1e3})[1]
+    assert L.utilities(m, {**L.WEIGHTS, "noise": 0.0})[0] > L.utilities(m, {**L.WEIGHTS, "noise": 0.0})[1]
+
+
+def _rows(scores: dict[str, list[float]]) -> list[dict]:
+    from iaca_metric.training.families import family_of
+
+    kinds = {"adaptive_0": "method", "gamma_0": "method", "fail_noise_0": "failure", "zero_dce": "network",
+             "self_supervised": "network", "input": "input"}
+    rows = []
+    for g in range(len(next(iter(scores.values())))):
+        for name, s in scores.items():
+            rows.append({"group": f"s/{g}", "split": "train", "candidate": name, "kind": kinds[name],
+                         "family": family_of(name), "score": s[g]})
+    return rows
+
+
+def test_label_checks_pass_and_fail() -> None:
+    good = {"adaptive_0": [0.9] * 20, "gamma_0": [0.7] * 20, "fail_noise_0": [0.3] * 20, "zero_dce": [0.6] * 20,
+            "self_supervised": [0.4] * 20, "input": [0.1] * 20}
+    rep = check_labels(_rows(good))
+    assert rep["passed"] and rep["failure_vs_base"]["fail_noise"]["share"] == 1.0
+    assert rep["zero_dce_vs_self_supervised"]["wins"] == 20
+    assert rep["method_vs_input"]["gamma"]["share"] == 1.0
+    assert "fail_noise | 20/20" in format_report(rep)
+    bad = {**good, "fail_noise_0": [0.95] * 2 + [0.3] * 18}  # noise beats its base in 2 of 20 groups: 90 %
+    rep = check_labels(_rows(bad))
+    assert not rep["passed"] and rep["failure_vs_base"]["fail_noise"]["share"] == 0.9
+    json.dumps(rep)  # serialisable as the CLI writes it
