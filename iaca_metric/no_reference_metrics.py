@@ -72,7 +72,9 @@ checked by sha256, see :func:`load_niqe_params` and :func:`load_brisque_model`):
   own ``pip`` into a cache.
 
 Nothing is unpickled: the npz is read with ``allow_pickle=False``, the SVR
-model is parsed as text. Only numpy is needed (no scipy).
+model is parsed as text. (pip itself runs each sdist's ``setup.py`` to read its
+metadata, as for any sdist it downloads; the archive is pinned by sha256 before
+that.) Only numpy is needed (no scipy).
 """
 
 from __future__ import annotations
