@@ -1,4 +1,4 @@
-"""Accuracy benchmark: IACA vs PSNR/SSIM/MS-SSIM/LPIPS and no-reference baselines.
+"""Accuracy benchmark: IACA vs PSNR/SSIM/MS-SSIM/LPIPS and no-reference baselines (incl. NIQE, BRISQUE).
 
 Datasets (any combination):
   --sice INDEX.jsonl       the SICE-built dataset (``python -m iaca_metric.training.sice``); its test split
@@ -29,6 +29,7 @@ from iaca_metric import IACAMetric
 from iaca_metric.baselines import BASELINES
 from iaca_metric.correlation import summarize
 from iaca_metric.inputs import load_image
+from iaca_metric.no_reference_metrics import nr_baselines_or_reason
 from iaca_metric.reference_metrics import lpips_or_reason, ms_ssim, psnr, ssim
 from iaca_metric.training.datasets import Record, read_sice_index, read_squarelol
 from iaca_metric.training.enhancers import luma
@@ -51,8 +52,11 @@ def _progress(it, **kw):
 def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bool = True) -> dict[str, list]:
     """Every metric on every record. IACA with the low-light input ("iaca") and without ("iaca_no_ref")."""
     lpips_fn, lpips_reason = lpips_or_reason() if with_ref_metrics else (None, "not requested")
+    # NIQE and BRISQUE (lower is better, negated here like every baseline); (None, reason) when their
+    # model files can be neither found nor fetched
+    nr_fns = nr_baselines_or_reason()
     out: dict[str, list] = {k: [] for k in ["iaca", "iaca_no_ref", "psnr", "ssim", "ms_ssim", "lpips",
-                                            *BASELINES]}
+                                            *BASELINES, *nr_fns]}
     cache: dict[Path, torch.Tensor] = {}
 
     def load(p: Path) -> torch.Tensor:
@@ -83,7 +87,10 @@ def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bo
         base_low = low if low is not None else img
         for name, fn in BASELINES.items():
             out[name].append(float(fn(img, base_low)))
+        for name, (fn, _) in nr_fns.items():
+            out[name].append(float(fn(img, None)) if fn is not None else float("nan"))
     out["_lpips_reason"] = [lpips_reason]
+    out.update({f"_{name}_reason": [reason] for name, (_, reason) in nr_fns.items()})
     return out
 
 
@@ -114,7 +121,7 @@ def _summaries(scores: dict[str, list], target: list[float], groups: list[str], 
             continue
         v = np.asarray(vals, float)
         if np.isnan(v).all():
-            results[name] = {"unavailable": scores["_lpips_reason"][0] if name == "lpips" else "no data"}
+            results[name] = {"unavailable": (scores.get(f"_{name}_reason") or ["no data"])[0] or "no data"}
             continue
         keep = ~np.isnan(v) & ~np.isnan(t)
         lm = (model.mos_scale, model.mos_offset) if name.startswith("iaca") else None
@@ -340,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, res in report["datasets"].items():
         print(_table(name, res))
         iaca = res["metrics"]["iaca"]["within_srcc_median"]
-        nr = {k: res["metrics"][k]["within_srcc_median"] for k in BASELINES if "within_srcc_median" in res["metrics"][k]}
+        nr = {k: res["metrics"][k]["within_srcc_median"] for k in [*BASELINES, "niqe", "brisque"]
+              if "within_srcc_median" in res["metrics"].get(k, {})}
         best_nr = max(nr, key=nr.get)
         print(f"IACA within-scene SRCC {iaca:.3f}; best no-reference baseline {best_nr} {nr[best_nr]:.3f} "
               f"(margin {iaca - nr[best_nr]:+.3f})")

@@ -68,6 +68,7 @@ LABELS = {"iaca": "IACA (with low-light input)", "iaca_no_ref": "IACA (image onl
           "iaca_lite": "IACA-Lite", "backbone_lite": "EfficientNet-Lite0 backbone",
           "iaca_resnext": "IACA (ResNeXt-101)", "backbone_resnext": "ResNeXt-101 backbone",
           "iaca_resnet50": "IACA (ResNet-50)", "backbone_resnet50": "ResNet-50 backbone"}
+LABELS.update(niqe="NIQE (negated)", brisque="BRISQUE (negated)")  # lower-is-better scores, negated
 VARIANT_LABELS = {"paper": "paper IACA (ResNeXt-101, golden formula weights)", "lite": "IACA-Lite", "resnext": "IACA (ResNeXt-101)", "resnet50": "IACA (ResNet-50)"}
 
 

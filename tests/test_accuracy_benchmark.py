@@ -52,6 +52,9 @@ def test_accuracy_benchmark_end_to_end(tmp_path, capsys):
         for key in ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic", "within_srcc_median"):
             assert np.isfinite(m[name][key]), (name, key)
     assert "plcc_release_map" in m["iaca"] and "plcc_release_map" not in m["psnr"]
+    for name in ("niqe", "brisque"):  # negated NIQE/BRISQUE: scored, or unavailable with the reason
+        assert ("unavailable" in m[name] and name.upper() in m[name]["unavailable"]) or \
+            np.isfinite(m[name]["within_srcc_median"]), (name, m[name])
     # the generated candidates improve with the score: full-reference PSNR must rank them perfectly
     assert m["psnr"]["within_srcc_median"] == pytest.approx(1.0)
     # the numbers in the report are the statistics of the per-image scores it also stores
