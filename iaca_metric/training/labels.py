@@ -33,8 +33,14 @@ __all__ = ["MEASURES", "WEIGHTS", "SIGMA", "measure", "penalties", "utilities", 
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
+#: Version of :func:`measure`'s definitions; stored with every measured candidate so that a build
+#: re-measures (from its saved images) what an older version measured.
+MEASURES_VERSION = 2
+
 #: Names of the stored measures (all computed by :func:`measure`).
 MEASURES: tuple[str, ...] = (
+    "luma",          # mean Rec.601 luma of the candidate, [0, 1]
+    "luma_ref",      # mean Rec.601 luma of the reference, [0, 1]
     "exposure",      # log2 ratio of mean luma, candidate / reference (stops; signed)
     "clip",          # fraction of pixels with max channel >= 0.98 (candidate)
     "clip_ref",      # the same for the reference
@@ -192,6 +198,8 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             cn = _norm_luma(cy)
             m = cy.mean(dim=(1, 2, 3))
             out["exposure"].append(torch.log2((m + 0.03) / (r_mean + 0.03)).numpy())
+            out["luma"].append(m.numpy())
+            out["luma_ref"].append(np.full(n, float(r_mean)))
             out["clip"].append((c.amax(1) >= 0.98).float().mean(dim=(1, 2)).numpy())
             out["clip_ref"].append(np.full(n, r_clip))
             out["ssim"].append(ssim(F.avg_pool2d(cy, 2), ry_half.expand(n, -1, -1, -1).contiguous(), data_range=1.0,
@@ -232,16 +240,16 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
 #: Weight of each penalty in the utility (units: one unit of utility ~ 1/SIGMA JNDs). Chosen by hand
 #: from what each penalty means (docs/training_data.md) and validated, not fitted, by the checks.
 WEIGHTS: dict[str, float] = {
-    "under": 2.0,       # per stop darker than the reference
-    "over": 1.6,        # per stop brighter than the reference
-    "clip": 4.0,        # per unit of extra clipped-pixel fraction
+    "under": 2.0,       # per stop darker than the target exposure (target_luma)
+    "over": 1.6,        # per stop brighter than the target exposure
+    "clip": 6.0,        # per unit of extra clipped-pixel fraction
     "structure": 4.0,   # per unit of (1 - SSIM)
     "chroma": 0.08,     # per CIELAB unit of local chroma error
     "cast": 0.12,       # per CIELAB unit of global cast
     "washout": 1.5,     # per unit of lost colourfulness (log ratio), only when duller than the reference
     "noise": 6.0,       # per unit of excess normalised high-frequency energy in flat regions
     "smooth": 1.5,      # per unit of lost band-pass detail (log ratio), only when smoother
-    "block": 60.0,      # per unit of excess normalised blockiness
+    "block": 25.0,      # per unit of excess normalised blockiness
     "halo": 40.0,       # per unit of unexplained structure near edges (luma units, reference exposure)
     "soft": 3.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
     "gms": 3.0,         # per unit of GMSD
@@ -250,12 +258,26 @@ WEIGHTS: dict[str, float] = {
 SIGMA = 0.08
 
 
+#: Mean luma people prefer for an enhanced low-light photo when nothing else is known (typical
+#: auto-exposure and LOL's normal-light images land around 0.4-0.5; the reference rule targets it too).
+PREFERRED_LUMA = 0.45
+
+
+def target_luma(luma_ref: np.ndarray) -> np.ndarray:
+    """The exposure the labels reward: halfway (geometrically, with a 0.03 black offset) between the
+    reference capture's mean luma and :data:`PREFERRED_LUMA`. The reference is one exposure of a bracket,
+    chosen within [0.30, 0.70]; people judge an enhanced image by how natural its brightness looks,
+    anchored to the scene, not by the bracket step that happened to be picked."""
+    return np.sqrt((np.asarray(luma_ref) + 0.03) * (PREFERRED_LUMA + 0.03)) - 0.03
+
+
 def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Non-negative penalties (N,) per :data:`WEIGHTS` key from stored measures."""
     v = {k: np.asarray(values[k], dtype=np.float64) for k in MEASURES}
+    stops = np.log2((v["luma"] + 0.03) / (target_luma(v["luma_ref"]) + 0.03))
     return {
-        "under": np.maximum(0.0, -v["exposure"]),
-        "over": np.maximum(0.0, v["exposure"]),
+        "under": np.maximum(0.0, -stops),
+        "over": np.maximum(0.0, stops),
         "clip": np.maximum(0.0, v["clip"] - v["clip_ref"]),
         "structure": 1.0 - v["ssim"],
         "chroma": v["chroma_err"],

@@ -304,7 +304,7 @@ def process_group(
     """
     from iaca_metric.training.enhancers import luma
     from iaca_metric.training.families import FAMILIES, make_candidates
-    from iaca_metric.training.labels import measure
+    from iaca_metric.training.labels import MEASURES_VERSION, measure
 
     families = tuple(f for f in FAMILIES if f.name not in set(skip_families))
     out = Path(out_dir)
@@ -319,6 +319,17 @@ def process_group(
     real_names = [f"real_rank{e[1]:02d}" for e in group.real]
     wanted = fam_names + ["input"] + real_names
     missing = [n for n in wanted if n not in have]
+    stale = [n for n in wanted if n in have and have[n].get("mv") != MEASURES_VERSION]
+    if stale:  # measured by older definitions: re-measure the saved 8-bit images
+        ref = _load(gdir / "ref.png", None).astype(np.float32) / 255.0
+        imgs = np.stack([_load(gdir / f"{n}.png", None) for n in stale]).astype(np.float32) / 255.0
+        values = measure(imgs, ref)
+        for i, n in enumerate(stale):
+            have[n] = {**{k: v for k, v in have[n].items() if not k.startswith("m_")}, "mv": MEASURES_VERSION,
+                       **{f"m_{k}": round(float(v[i]), 6) for k, v in values.items()}}
+        tmp = meas_path.with_name("measures.jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in have.values()), encoding="utf-8")
+        os.replace(tmp, meas_path)
     if missing:
         low_u8 = _load(sice / group.low[0], size)
         ref_u8 = _load(sice / group.ref[0], size)
@@ -341,7 +352,7 @@ def process_group(
         with open(meas_path, "a", encoding="utf-8") as fh:
             for i, (n, img, params, kind) in enumerate(new):
                 _save_png(gdir / f"{n}.png", img)
-                rec = {"candidate": n, "kind": kind, "family": _family(n), "params": params,
+                rec = {"candidate": n, "kind": kind, "family": _family(n), "params": params, "mv": MEASURES_VERSION,
                        "mean_luma": round(float(luma(img.astype(np.float32) / 255.0).mean()), 5),
                        **{f"m_{k}": round(float(v[i]), 6) for k, v in values.items()}}
                 fh.write(json.dumps(rec) + "\n")  # after the PNG: a line always has its image
