@@ -27,7 +27,7 @@ import torch
 
 from iaca_metric import IACAMetric
 from iaca_metric.baselines import BASELINES
-from iaca_metric.correlation import summarize
+from iaca_metric.correlation import per_family_srcc, summarize
 from iaca_metric.inputs import load_image
 from iaca_metric.no_reference_metrics import nr_baselines_or_reason
 from iaca_metric.reference_metrics import lpips_or_reason, ms_ssim, psnr, ssim
@@ -127,37 +127,6 @@ def _summaries(scores: dict[str, list], target: list[float], groups: list[str], 
         lm = (model.mos_scale, model.mos_offset) if name.startswith("iaca") else None
         results[name] = summarize(v[keep], t[keep], [g for g, k in zip(groups, keep) if k], linear_map=lm)
     return results
-
-
-def per_family_srcc(pred: list[float], target: list[float], groups: list[str], families: list[str]) -> dict:
-    """For each candidate family: median over groups of the within-group SRCC computed on the
-    family's own candidates (groups where it has >= 2), and the share of (family candidate, other
-    candidate) pairs of a group that ``pred`` orders like ``target`` (the family placed among the rest)."""
-    from iaca_metric.correlation import spearman
-
-    out: dict[str, dict] = {}
-    by: dict[tuple[str, str], list[int]] = {}
-    grp: dict[str, list[int]] = {}
-    for i, (g, f) in enumerate(zip(groups, families)):
-        by.setdefault((f, g), []).append(i)
-        grp.setdefault(g, []).append(i)
-    p, t = np.asarray(pred, float), np.asarray(target, float)
-    for f in sorted(set(families)):
-        within, agree, n_pairs = [], 0, 0
-        for g, idx in grp.items():
-            mine = by.get((f, g), [])
-            if len(mine) >= 2 and np.ptp(t[mine]) > 0:
-                within.append(spearman(p[mine], t[mine]))
-            others = [j for j in idx if families[j] != f]
-            for i in mine:
-                for j in others:
-                    if t[i] != t[j]:
-                        n_pairs += 1
-                        agree += (p[i] - p[j]) * (t[i] - t[j]) > 0
-        out[f] = {"within_family_srcc_median": float(np.median(within)) if within else None,
-                  "n_groups": len(within), "pairwise_agreement_vs_others": agree / n_pairs if n_pairs else None,
-                  "n_pairs": n_pairs}
-    return out
 
 
 def evaluate(records: list[Record], model: IACAMetric) -> dict:

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 __all__ = ["spearman", "kendall", "pearson", "rmse", "fit_linear", "fit_logistic4", "logistic4",
-           "within_group", "within_group_srcc", "summarize"]
+           "within_group", "within_group_srcc", "summarize", "per_family_srcc"]
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -124,4 +124,34 @@ def summarize(pred: Sequence[float], target: Sequence[float], groups: Sequence[s
             out[f"within_{name}_median"] = float(np.median(vals)) if vals else float("nan")
             out[f"within_{name}_mean"] = float(np.mean(vals)) if vals else float("nan")
         out["groups"] = len(set(groups))
+    return out
+
+
+def per_family_srcc(pred: Sequence[float], target: Sequence[float], groups: Sequence[str],
+                    families: Sequence[str]) -> dict:
+    """For each candidate family: median over groups of the within-group SRCC computed on the
+    family's own candidates (groups where it has >= 2), and the share of (family candidate, other
+    candidate) pairs of a group that ``pred`` orders like ``target`` (the family placed among the rest)."""
+    out: dict[str, dict] = {}
+    by: dict[tuple[str, str], list[int]] = {}
+    grp: dict[str, list[int]] = {}
+    for i, (g, f) in enumerate(zip(groups, families)):
+        by.setdefault((f, g), []).append(i)
+        grp.setdefault(g, []).append(i)
+    p, t = np.asarray(pred, float), np.asarray(target, float)
+    for f in sorted(set(families)):
+        within, agree, n_pairs = [], 0, 0
+        for g, idx in grp.items():
+            mine = by.get((f, g), [])
+            if len(mine) >= 2 and np.ptp(t[mine]) > 0:
+                within.append(spearman(p[mine], t[mine]))
+            others = [j for j in idx if families[j] != f]
+            for i in mine:
+                for j in others:
+                    if t[i] != t[j]:
+                        n_pairs += 1
+                        agree += (p[i] - p[j]) * (t[i] - t[j]) > 0
+        out[f] = {"within_family_srcc_median": float(np.median(within)) if within else None,
+                  "n_groups": len(within), "pairwise_agreement_vs_others": agree / n_pairs if n_pairs else None,
+                  "n_pairs": n_pairs}
     return out
