@@ -301,14 +301,6 @@ def check_out_path(out: str | os.PathLike | None, files: Sequence[Path] = (), re
     p = Path(out)
     if p.is_dir():
         raise InputError(f"--out {str(p)!r} is a folder; give a results file inside it, e.g. {str(p / 'scores.csv')!r}")
-    if p.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise InputError(f"--out {str(p)!r}: unknown results format {p.suffix or '(no suffix)'!r}; use a name ending "
-                         "in .csv, .json or .jsonl")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--out {str(p)!r}: folder {str(parent)!r} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise InputError(f"--out {str(p)!r} is not writable; choose another location")
     target = p.resolve()
     for f in [*files, *(r for r in refs if r is not None)]:
         try:
@@ -318,6 +310,14 @@ def check_out_path(out: str | os.PathLike | None, files: Sequence[Path] = (), re
         if same:
             raise InputError(f"--out {str(p)!r} is one of the images to score ({f}); writing results there would "
                              "overwrite it. Choose another file name")
+    if p.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise InputError(f"--out {str(p)!r}: unknown results format {p.suffix or '(no suffix)'!r}; use a name ending "
+                         "in .csv, .json or .jsonl")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--out {str(p)!r}: folder {str(parent)!r} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise InputError(f"--out {str(p)!r} is not writable; choose another location")
     return p
 
 
@@ -530,10 +530,14 @@ def score_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], ref_di
         raise InputError("this model requires low-light inputs: pass ref_dir")
     if worker_type == "auto":
         worker_type = "threads" if next(m.parameters()).device.type == "cpu" else "processes"
-    with torch.no_grad():
-        for chunk in _stream_rows(m, files, refs, range(len(files)), opts, workers, worker_type, fp, settings):
-            for _, row in chunk:
-                yield row
+
+    def rows() -> Iterator[dict]:
+        with torch.no_grad():
+            for chunk in _stream_rows(m, files, refs, range(len(files)), opts, workers, worker_type, fp, settings):
+                for _, row in chunk:
+                    yield row
+
+    return rows()  # everything above ran now, so bad arguments raise at the call, before any decoding
 
 
 def score_files(model: IACAMetric, files: Sequence[Path], refs: Sequence[Path | None], *,
