@@ -164,7 +164,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .research.demo import run_demo
 
     run_demo(out_dir=args.out, size=args.size)
     return 0
