@@ -4,6 +4,8 @@ Scale: IACA returns a raw fused score (higher = better), an interval scale learn
 norm-in-norm loss, so only differences and rankings between images are meaningful; compare images of
 the same scene. ``mos=True`` maps it linearly onto the model's MOS scale (for the release weights, the
 0-1 SQUARE-LOL win-rate scale; for IACA-Lite, the 0-1 within-scene win-rate scale of its training data).
+
+The work is done by the shared engine (:mod:`iaca_metric._engine`), as for every other entry point.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from typing import Sequence
 
 import torch
 
-from .inputs import MIN_SIDE, ImageLike, InputError, check_min_size, check_pair, to_batch
+from . import _engine
+from .inputs import ImageLike
 from .model import IACAMetric
 
 __all__ = ["score", "default_model", "prepare_inputs"]
@@ -22,17 +25,14 @@ _LOCK = threading.Lock()
 
 
 def default_model(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> IACAMetric:
-    """The embedded IACA-Lite model on ``device`` (loaded once per device and dtype, then shared)."""
-    dev = torch.device(device) if device is not None else torch.device("cpu")
+    """The embedded IACA-Lite model on ``device`` (loaded once per device and dtype, then shared; do not
+    modify it in place: every default-model caller in the process sees it)."""
+    dev = _engine.check_device(device) or torch.device("cpu")
     key = (str(dev), dtype)
     with _LOCK:
         if key not in _DEFAULT:
             _DEFAULT[key] = IACAMetric().to(device=dev, dtype=dtype).eval().requires_grad_(False)
         return _DEFAULT[key]
-
-
-def _as_list(batch: torch.Tensor | list[torch.Tensor]) -> list[torch.Tensor]:
-    return list(batch.split(1)) if isinstance(batch, torch.Tensor) else batch
 
 
 def prepare_inputs(model: IACAMetric, img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageLike] | None,
@@ -41,24 +41,19 @@ def prepare_inputs(model: IACAMetric, img: ImageLike | Sequence[ImageLike], ref:
     """Convert and validate ``img``/``ref`` for ``model``: lists of (1, 3, H, W) tensors in [0, 1] and
     whether one score (rather than a batch) was asked for. ``ref`` is validated even when the model
     ignores it, and returned as None in that case."""
-    imgs, single = to_batch(img, data_range=data_range, grayscale=grayscale, name="img")
-    imgs = _as_list(imgs)
-    check_min_size(imgs, MIN_SIDE, name="img", purpose="IACA (stride-32 network)")
-    refs = None
-    if ref is None:
-        if model.requires_ref:
-            raise InputError("this model requires the low-light input: pass ref=<the image that was enhanced>")
-    else:
-        refs_b, _ = to_batch(ref, data_range=data_range, grayscale=grayscale, name="ref")
-        refs = _as_list(refs_b)
-        if len(refs) != len(imgs):
-            raise InputError(f"got {len(imgs)} images but {len(refs)} low-light inputs; pass one ref per image "
-                             "(the input each one was enhanced from)")
-        for i, (a, b) in enumerate(zip(imgs, refs)):
-            check_pair(a, b, names=(f"img[{i}]" if len(imgs) > 1 else "img", f"ref[{i}]" if len(imgs) > 1 else "ref"))
-        if not model.uses_ref:
-            refs = None  # documented: validated, then ignored by models that do not use it
-    return imgs, refs, single
+    opts = _engine.Options.make(data_range=data_range, grayscale=grayscale)
+    items, single = _engine.prepare(model, img, ref, opts)
+    refs = [it.ref for it in items] if items[0].ref is not None else None
+    return [it.img for it in items], refs, single
+
+
+def resolve_model(model: IACAMetric | None, device: str | torch.device | None) -> IACAMetric:
+    """The model to run: the shared embedded one on ``device``, or ``model`` there (a private copy
+    when it lives elsewhere: the caller's model is never moved). Validates both arguments."""
+    dev = _engine.check_device(device)
+    if model is None:
+        return default_model(dev)
+    return _engine.place(_engine.check_model(model), dev)
 
 
 @torch.no_grad()
@@ -75,8 +70,10 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
             config uses it (IACA-Lite) take the illumination map from it; models that do not (the
             paper's release weights) validate it and ignore it.
         model: any :class:`IACAMetric`; default: the embedded IACA-Lite model.
-        device: where to run ("cpu", "cuda", ...); default: the model's device.
-        batch_size: images per forward pass (same-size images are batched together).
+        device: where to run ("cpu", "cuda", ...); default: the model's device. A model that lives
+            elsewhere is not moved: a private copy runs on ``device`` (cached while the model is unchanged).
+        batch_size: images per forward pass (same-size images are batched together; a batch also holds
+            at most ``iaca_metric._engine.DEFAULT_BATCH_PIXELS`` pixels). Never changes the scores.
         mos: map raw scores to the model's MOS scale (``mos_scale * s + mos_offset``).
         data_range: value of full white for float inputs (1.0 or 255).
         grayscale: "error" (default) or "replicate" for single-channel inputs.
@@ -91,57 +88,17 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
     Returns:
         A Python float for one image; a float32 CPU tensor of shape (N,) for several, in input order.
         A batch's scores do not depend on what else is in the batch (BatchNorm uses running statistics).
+
+    Raises:
+        InputError: any bad input or argument (checked before any image is scored).
+        ScoreError: the model gave a non-finite score (damaged weights, half-precision overflow) or an
+            image alone ran out of memory.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if model is None:
-        model = default_model(device)
-    elif not isinstance(model, IACAMetric):
-        raise TypeError(f"model must be an IACAMetric, got {type(model).__name__}")
-    if device is not None:
-        model = model.to(device)
-    model.eval()
-    if max_pixels is not None:
-        from .large_images import check_max_pixels
-
-        check_max_pixels(max_pixels)
-    imgs, refs, single = prepare_inputs(model, img, ref, data_range, grayscale)
-    param = next(model.parameters())
-    out = torch.empty(len(imgs), dtype=torch.float32)
-    tiled: dict[int, tuple[int, int]] = {}
-    if max_pixels is not None or tile:
-        from .large_images import DEFAULT_OVERLAP, DEFAULT_TILE, fit_max_pixels, tile_for_max_pixels
-
-        for i in range(len(imgs)):
-            h, w = imgs[i].shape[-2:]
-            if tile:
-                if max_pixels is None and (h > DEFAULT_TILE or w > DEFAULT_TILE):
-                    tiled[i] = (DEFAULT_TILE, DEFAULT_OVERLAP)
-                elif max_pixels is not None and h * w > max_pixels:
-                    tiled[i] = tile_for_max_pixels(max_pixels)
-            else:
-                imgs[i], r = fit_max_pixels(imgs[i], refs[i] if refs else None, max_pixels)
-                if refs:
-                    refs[i] = r
-    # Batch same-size images together; keep input order in the output. Tiled images go one at a time.
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, t in enumerate(imgs):
-        if i not in tiled:
-            by_size.setdefault(tuple(t.shape[-2:]), []).append(i)
-    for i, (tsize, overlap) in tiled.items():
-        from .large_images import forward_all_tiled
-
-        r = refs[i].to(device=param.device, dtype=param.dtype) if refs else None
-        res = forward_all_tiled(model, imgs[i].to(device=param.device, dtype=param.dtype), r,
-                                tile=tsize, overlap=overlap).score
-        out[i] = (model.to_mos(res) if mos else res).float().cpu()
-    for idx in by_size.values():
-        for s in range(0, len(idx), batch_size):
-            chunk = idx[s:s + batch_size]
-            x = torch.cat([imgs[i] for i in chunk]).to(device=param.device, dtype=param.dtype)
-            r = torch.cat([refs[i] for i in chunk]).to(device=param.device, dtype=param.dtype) if refs else None
-            res = model(x, r)
-            if mos:
-                res = model.to_mos(res)
-            out[chunk] = res.float().cpu()
+    opts = _engine.Options.make(batch_size=batch_size, mos=mos, data_range=data_range, grayscale=grayscale,
+                                max_pixels=max_pixels, tile=tile)
+    model = resolve_model(model, device)
+    items, single = _engine.prepare(model, img, ref, opts)
+    raw, errors = _engine.run(model, items, opts)
+    _engine.raise_first(errors)
+    out = _engine.to_mos(model, raw) if mos else raw
     return float(out[0]) if single else out

@@ -18,16 +18,22 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
+from ._config import ConfigError, ModelConfig, read_config_file
+
 if TYPE_CHECKING:  # pragma: no cover
     from .model import IACAMetric
 
-__all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_SHA256", "default_model_dir", "read_config", "sha256_file",
-           "load_safetensors", "check_state_dict", "load_weights_file", "load_pretrained"]
+__all__ = ["WeightsError", "DEFAULT_MODEL_NAME", "DEFAULT_MODEL_SHA256", "DEFAULT_CONFIG_SHA256", "default_model_dir",
+           "read_config", "read_model_config", "sha256_file", "load_safetensors", "check_state_dict",
+           "load_weights_file", "load_pretrained", "is_hub_repo_id"]
 
 DEFAULT_MODEL_NAME = "iaca-lite-sice"
-# sha256 of weights/iaca-lite-sice/model.safetensors; checked on every load of the embedded model so a
-# damaged installation fails loudly instead of scoring with flipped bits.
-DEFAULT_MODEL_SHA256 = "152bdeb5c52253b304c0fbabd8ed5cab600b64bab93cbbdf086d5741f2e8a0c0"
+# The embedded default model's two files, sha256-pinned; both are checked on every load of the embedded
+# model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
+# changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
+# reads the shipped files and checks them against it).
+DEFAULT_MODEL_SHA256 = "152bdeb5c52253b304c0fbabd8ed5cab600b64bab93cbbdf086d5741f2e8a0c0"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "adfb109bf2ab9ec48f79e1b2b297842e94a13c1afcdecc49e43cc36b9bb4b8b6"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -35,7 +41,7 @@ PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
 
 _OFFLINE_HINT = (
     "To use weights offline: on a machine with access, run "
-    "`huggingface-cli download {repo} --local-dir DIR` (or copy the folder holding model.safetensors and "
+    "`hf download {repo} --local-dir DIR` (or copy the folder holding model.safetensors and "
     "config.json), then `IACAMetric.from_pretrained('DIR')`; or populate the Hugging Face cache and set "
     "HF_HUB_OFFLINE=1."
 )
@@ -75,28 +81,36 @@ def default_model_dir() -> Path:
     )
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a model ``config.json``: valid JSON object with a known ``arch``."""
-    from .backbones import BACKBONES
-    from .model import ILLUMINATION_SOURCES
+def read_model_config(path: str | os.PathLike, *, expected_sha256: str | None = None) -> ModelConfig:
+    """Read and check a model ``config.json``: JSON object; ``arch`` known; ``illumination`` known;
+    ``mos_scale``/``mos_offset`` finite numbers (all four required); ``mos_range`` a finite pair.
+    With ``expected_sha256``, a file with another hash is refused. Raises :class:`WeightsError`."""
+    return _read_config(path, expected_sha256)[0]
 
-    try:
-        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+
+def read_config(path: str | os.PathLike, *, expected_sha256: str | None = None) -> dict[str, Any]:
+    """Like :func:`read_model_config`, returning the whole ``config.json`` object (informational fields
+    included) with the checked fields normalised (floats, ``mos_range`` a list)."""
+    cfg, raw = _read_config(path, expected_sha256)
+    return {**raw, **cfg.to_dict()}
+
+
+def _read_config(path: str | os.PathLike, expected_sha256: str | None) -> tuple[ModelConfig, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
         raise WeightsError(f"{path}: config.json is missing; every weight folder needs one (arch, illumination, "
-                           "MOS mapping). `iaca-metric convert` writes it.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{path}: config.json is not valid JSON ({exc}).") from None
-    if not isinstance(cfg, dict) or "arch" not in cfg:
-        raise WeightsError(f"{path}: config.json has no 'arch' field; expected one of {sorted(BACKBONES)}.")
-    if cfg["arch"] not in BACKBONES:
-        raise WeightsError(f"{path}: unknown arch {cfg['arch']!r} in config.json; this version of iaca-metric "
-                           f"supports {sorted(BACKBONES)}. Upgrade iaca-metric or fix the config.")
-    cfg.setdefault("illumination", "image")
-    if cfg["illumination"] not in ILLUMINATION_SOURCES:
-        raise WeightsError(f"{path}: unknown illumination {cfg['illumination']!r}; expected one of "
-                           f"{ILLUMINATION_SOURCES}.")
-    return cfg
+                           "MOS mapping). `iaca-metric convert` writes it.")
+    if expected_sha256 is not None:
+        sha = sha256_file(path)
+        if sha != expected_sha256:
+            raise WeightsError(f"{path}: sha256 {sha} does not match the pinned {expected_sha256}; the installed "
+                               "config.json is damaged or was edited. Reinstall iaca-metric.")
+    try:
+        return read_config_file(path)
+    except ConfigError as exc:
+        raise WeightsError(f"{path}: {exc}. Fix the config (or re-export the model).") from None
+    except OSError as exc:
+        raise WeightsError(f"{path}: config.json cannot be read ({exc}).") from None
 
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -124,7 +138,14 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
                   for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
-    if missing or unexpected or mismatched:
+    # dtypes: a float parameter/buffer must be stored as a float (int32 or bool weights would load, be
+    # cast and score with truncated values); integer buffers (BatchNorm's num_batches_tracked) as integers.
+    wrong_dtype = [f"{k}: {state[k].dtype} (expected a floating-point tensor)" for k in expected
+                   if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()]
+    wrong_dtype += [f"{k}: {state[k].dtype} (expected an integer tensor)" for k in expected
+                    if k in state and not expected[k].is_floating_point()
+                    and (state[k].is_floating_point() or state[k].dtype == torch.bool or state[k].is_complex())]
+    if missing or unexpected or mismatched or wrong_dtype:
         def fmt(items: list[str]) -> str:
             return ", ".join(items[:12]) + (f", ... ({len(items)} in all)" if len(items) > 12 else "")
 
@@ -135,6 +156,8 @@ def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], 
             parts.append(f"unexpected keys: {fmt(unexpected)}")
         if mismatched:
             parts.append(f"shape mismatches: {fmt(mismatched)}")
+        if wrong_dtype:
+            parts.append(f"wrong dtypes: {fmt(wrong_dtype)}")
         raise WeightsError(f"{source}: weights do not match the {getattr(model, 'arch', '?')} architecture; "
                            + "; ".join(parts) + ". Check config.json's arch, or re-convert the checkpoint.")
 
@@ -149,9 +172,25 @@ def load_weights_file(model: "IACAMetric", path: str | os.PathLike, *, source: s
                            "weights are damaged or were replaced. Reinstall iaca-metric.")
     state = load_safetensors(path)
     check_state_dict(model, state, str(path))
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{path}: non-finite values (NaN or Inf) in {', '.join(bad[:8])}"
+                           f"{f', ... ({len(bad)} tensors)' if len(bad) > 8 else ''}; the weights are damaged. "
+                           "Download or re-export them.")
     model.load_state_dict(state, strict=True)
-    model.weights_info = {"source": source, "revision": revision, "sha256": sha, "path": str(path)}
+    model.weights_info = {"source": source, "revision": revision, "sha256": sha, "path": str(path),
+                          "_signature": tensor_signature(model)}
+    card = Path(path).parent / "README.md"
+    if card.is_file():
+        model.weights_info["model_card"] = str(card)
     return model
+
+
+def tensor_signature(model: torch.nn.Module) -> tuple:
+    """Identity and in-place-version counters of every parameter and buffer: equal as long as no weight
+    was replaced or modified in place (``sha256`` in ``weights_info`` is valid only while it is equal)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return (tuple(t._version for t in tensors), tuple(id(t) for t in tensors))
 
 
 # ---------------------------------------------------------------------------------------------- hub
@@ -205,11 +244,12 @@ def load_pretrained(cls: type["IACAMetric"], model_id: str, *, revision: str | N
     local = Path(model_id).expanduser()
     if local.is_dir():
         _refuse_pickle_only([p.name for p in local.iterdir()], f"folder {local}")
-        cfg = read_config(local / CONFIG_FILE)
+        cfg = read_model_config(local / CONFIG_FILE)
         weights, source, commit = local / WEIGHTS_FILE, f"local folder {local.resolve()}", None
     else:
-        if local.suffix or model_id.startswith((".", "/", "~")):
-            raise WeightsError(f"{model_id!r}: no such folder. Pass a folder holding model.safetensors + "
+        if local.exists() or not is_hub_repo_id(model_id):
+            what = "is a file, not a folder" if local.is_file() else "no such folder"
+            raise WeightsError(f"{model_id!r}: {what}. Pass a folder holding model.safetensors + "
                                "config.json, or a hub repo id like 'org/name'.")
         kw = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
                   force_download=force_download, token=token)
@@ -227,17 +267,32 @@ def load_pretrained(cls: type["IACAMetric"], model_id: str, *, revision: str | N
                     _refuse_pickle_only(listing, f"hub repo {model_id!r}")
                 raise
 
-        cfg = read_config(fetch(CONFIG_FILE))
+        cfg = read_model_config(fetch(CONFIG_FILE))
         weights = Path(fetch(WEIGHTS_FILE))
         # The snapshot folder name is the commit sha that was resolved (cache layout: snapshots/<sha>/).
         commit = weights.parent.name if len(weights.parent.name) == 40 else revision
         source = f"hub repo {model_id}"
-    model = cls(arch=cfg["arch"], illumination=cfg["illumination"],
-                mos_scale=cfg.get("mos_scale", 1.0), mos_offset=cfg.get("mos_offset", 0.0),
-                mos_range=tuple(cfg.get("mos_range", (0.0, 1.0))))
+    model = cls.from_config(cfg)  # the same construction as IACAMetric() for the embedded model
     load_weights_file(model, weights, source=source, revision=commit)
-    model._hub_mixin_config = model.config_dict()
+    if not local.is_dir():
+        model.weights_info.pop("model_card", None)  # the hub snapshot's README is not downloaded
     return model.to(map_location).eval()
+
+
+def is_hub_repo_id(text: str) -> bool:
+    """Whether ``text`` is a syntactically valid hub repo id (``name`` or ``org/name``; letters, digits,
+    ``-``, ``_`` and ``.``, as the Hub allows, so ``org/iaca-v1.1`` is one). A path-like string
+    (leading ``.``, ``/`` or ``~``, or more than one ``/``) is not."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or os.sep != "/" and os.sep in text:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
 
 
 def _remote_listing(repo_id: str, revision: str | None, token: str | bool | None) -> list[str]:

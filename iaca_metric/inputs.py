@@ -196,7 +196,7 @@ def _pil_to_chw(im: Image.Image, grayscale: str, what: str) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.repeat(arr, 3, axis=0)))
 
 
-def _bomb_message(path: str, exc: BaseException) -> str:
+def _bomb_message(path: str, exc: BaseException | str) -> str:
     text = str(exc)
     found = re.search(r"\((\d+) pixels\)", text)
     pixels = found.group(1) if found else "too many"
@@ -263,11 +263,11 @@ def load_image(
         raise InputError(f"{p!r} is a directory, not an image file; pass a file path")
 
     try:
-        # Pillow only *warns* between 1x and 2x MAX_IMAGE_PIXELS; turn that into
-        # an error so huge files are refused consistently, not half-loaded.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(p)
+        # Pillow errors above 2x MAX_IMAGE_PIXELS and only *warns* between 1x and 2x; the size check
+        # below refuses that zone too, so huge files are refused consistently, not half-loaded. (Not via
+        # warnings.catch_warnings: it swaps the process-wide filter list, which is not thread-safe, and
+        # with threaded decoding a ('error', DecompressionBombWarning) filter leaked into the process.)
+        im = Image.open(p)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InputError(_bomb_message(p, exc)) from exc
     except UnidentifiedImageError as exc:
@@ -282,6 +282,9 @@ def load_image(
         ) from exc
 
     with im:
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and im.size[0] * im.size[1] > limit:
+            raise InputError(_bomb_message(p, f"({im.size[0] * im.size[1]} pixels)"))
         _warn_if_16bit_colour(im, repr(p))
         try:
             im.load()

@@ -40,7 +40,10 @@ vary with std 0.46 across the 1080p photos; full tables in ``docs/scale_out.md``
 * exact (< 2e-6) for backbones whose receptive field fits in the overlap (tests).
 
 The documented tolerance for ``overlap >= 128``, used by the tests, is :data:`TILED_ABS_TOL` (raw
-score units of these models; re-run the benchmark for a trained model).
+score units of these models; re-run the benchmark for a trained model). With the embedded IACA-Lite on
+a real 1920x1088 photo, 256 px of context stays within 0.0031 for cores of 128-1024 px, but small cores
+with 128 px of context do not (288-px cores: 0.072), so tiles sized from a ``max_pixels`` budget always
+keep 256 px of context (:func:`tile_for_max_pixels`; budgets below 409,600 pixels are refused).
 
 Peak memory: the largest activation of EfficientNet-Lite0 is the 96-channel stride-2 map, about
 ``H*W*96`` bytes in float32; tiling bounds it by the tile input ``(tile + 2*overlap)**2`` instead of
@@ -57,10 +60,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .inputs import InputError
 from .model import IACAMetric, IACAOutput
 
 __all__ = ["fit_max_pixels", "check_max_pixels", "forward_all_tiled", "score_tiled", "tile_spans",
-           "tile_for_max_pixels", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TILED_ABS_TOL"]
+           "tile_for_max_pixels", "DEFAULT_TILE", "DEFAULT_OVERLAP", "TILED_ABS_TOL", "MIN_BUDGET_TILE"]
 
 #: Core tile side in pixels used by ``score(..., tile=True)`` without ``max_pixels``.
 DEFAULT_TILE = 1024
@@ -74,11 +78,12 @@ _ALIGN = 32  # coarsest backbone stride: tile borders on multiples of it keep th
 
 
 def check_max_pixels(max_pixels: object) -> int:
-    """Validate a ``max_pixels`` value: an int >= 1024 (a 32x32 image). Returns it; raises ValueError."""
+    """Validate a ``max_pixels`` value: an int >= 1024 (a 32x32 image). Returns it; raises
+    :class:`~iaca_metric.InputError` (a ValueError)."""
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
-        raise ValueError(f"max_pixels must be an int (a pixel count), got {max_pixels!r}")
+        raise InputError(f"max_pixels must be an int (a pixel count), got {max_pixels!r}")
     if max_pixels < _ALIGN * _ALIGN:
-        raise ValueError(f"max_pixels must be at least {_ALIGN * _ALIGN} (a 32x32 image), got {max_pixels}")
+        raise InputError(f"max_pixels must be at least {_ALIGN * _ALIGN} (a 32x32 image), got {max_pixels}")
     return max_pixels
 
 
@@ -131,7 +136,7 @@ class _Span:
 def _check_tile_args(tile: int, overlap: int) -> None:
     for name, v, lo in (("tile", tile, _ALIGN), ("overlap", overlap, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or v % _ALIGN:
-            raise ValueError(f"{name} must be an int multiple of {_ALIGN} and >= {lo}, got {v!r} "
+            raise InputError(f"{name} must be an int multiple of {_ALIGN} and >= {lo}, got {v!r} "
                              "(tile borders on multiples of 32 keep the stride-16/32 feature grids aligned)")
 
 
@@ -157,28 +162,36 @@ def tile_spans(size: int, tile: int, overlap: int) -> list[_Span]:
     return spans
 
 
+#: Smallest core tile used when tiles are sized from a ``max_pixels`` budget: smaller cores multiply the
+#: compute (the tile inputs add up to ((core + 2 * overlap) / core) ** 2 times the image area: 25x at 128).
+MIN_BUDGET_TILE = 128
+
+
 def tile_for_max_pixels(max_pixels: int, overlap: int = DEFAULT_OVERLAP) -> tuple[int, int]:
     """The (tile, overlap) whose largest tile input, ``(tile + 2 * overlap) ** 2``, fits in
-    ``max_pixels``. The overlap is reduced (to at most a quarter of the input side, in steps of 32)
-    when the budget is too small for the requested one, so small budgets lose accuracy, not validity."""
+    ``max_pixels``, keeping the full ``overlap`` of context (default 256 px).
+
+    The context is never reduced to fit a small budget: on a real 1920x1088 photo with the embedded
+    model, 288-px cores with 128 px of context drifted 0.072 from the whole-image score (3.6x the
+    documented :data:`TILED_ABS_TOL`), while 256 px of context stayed within 0.0031 for cores of 128,
+    256, 512 and 1024 px. A budget that cannot hold a :data:`MIN_BUDGET_TILE` core plus that context
+    (``max_pixels < (128 + 2 * overlap) ** 2``, 409,600 by default) raises
+    :class:`~iaca_metric.InputError`: downscale instead (``tile=False``) or raise the budget."""
     check_max_pixels(max_pixels)
+    _check_tile_args(MIN_BUDGET_TILE, overlap)
     side = math.isqrt(max_pixels) // _ALIGN * _ALIGN
-    overlap = min(overlap, side // 4 // _ALIGN * _ALIGN)
-    return side - 2 * overlap, overlap
+    tile = side - 2 * overlap
+    if tile < MIN_BUDGET_TILE:
+        need = (MIN_BUDGET_TILE + 2 * overlap) ** 2
+        raise InputError(f"max_pixels={max_pixels} is too small for tiled scoring: a tile needs {overlap} px of "
+                         f"context on each side of a core of at least {MIN_BUDGET_TILE} px to stay within the "
+                         f"documented tolerance {TILED_ABS_TOL}, i.e. max_pixels >= {need}. Raise max_pixels, or "
+                         "drop tile=True to downscale large images to max_pixels instead")
+    return tile, overlap
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _stage_from_sums(s1: torch.Tensor, s2: torch.Tensor, count: int, dtype: torch.dtype,
-                     att: torch.nn.Module, dr: torch.nn.Module) -> torch.Tensor:
-    """The tail of :meth:`IACAMetric._stage`, from accumulated per-channel sums of x and x**2."""
-    mean64 = s1 / count
-    var64 = F.relu(s2 / count - mean64 * mean64)  # E[x^2] - E[x]^2, in float64 here (no cancellation)
-    mean, var = mean64.to(dtype), var64.to(dtype)
-    std = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).tiny)) * (var > 0)
-    return dr(att(mean) * std)
 
 
 @torch.no_grad()
@@ -189,21 +202,25 @@ def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | 
     multiples of 32. Peak activation memory follows ``(tile + 2 * overlap) ** 2`` instead of ``H * W``.
     An image that fits in one tile gets the ordinary :meth:`IACAMetric.forward_all` result. No input
     validation (use :func:`iaca_metric.score` with ``tile=True`` for checked inputs); no taps; runs
-    under ``torch.no_grad()``."""
+    under ``torch.no_grad()``. The illumination nets and heads are the model's own
+    (:meth:`IACAMetric.illumination_weights`, :meth:`IACAMetric.heads_from_moments`), under the same
+    float32 rule as whole-image scoring (:meth:`IACAMetric.float32_heads`)."""
     _check_tile_args(tile, overlap)
     h, w = int(img.shape[-2]), int(img.shape[-1])
     rows, cols = tile_spans(h, tile, overlap), tile_spans(w, tile, overlap)
     if len(rows) == 1 and len(cols) == 1:
         return model.forward_all(img, ref)
 
-    # Illumination weights on the whole-image grids, exactly as _stage computes them.
-    illum = model.illumination_map(img, ref)
+    dev = img.device.type
     grid = {s: (_ceil_div(h, s), _ceil_div(w, s)) for s in (16, 32)}
-    weights = {16: model.getw5(F.adaptive_max_pool2d(illum, grid[16])),
-               32: model.getw6(F.adaptive_max_pool2d(illum, grid[32]))}
+    # Illumination weights on the whole-image grids, exactly as whole-image scoring computes them.
+    with model.float32_heads(dev) as cast:
+        illum = model.illumination_map(img, ref)
+        w16, w32 = model.illumination_weights(illum.float() if cast else illum, grid[16], grid[32])
+    weights = {16: w16, 32: w32}
     del illum
+    acc = torch.float64 if img.device.type != "mps" else torch.float32  # MPS has no float64
     sums: dict[int, list[torch.Tensor]] = {}
-    stat_dtype = None
     for ry in rows:
         for cx in cols:
             taps = dict(zip((16, 32), model.features(img[..., ry.i0:ry.i1, cx.i0:cx.i1])))
@@ -217,19 +234,16 @@ def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | 
                 y0, y1 = ry.c0 // s, _ceil_div(ry.c1, s)
                 x0, x1 = cx.c0 // s, _ceil_div(cx.c1, s)
                 oy, ox = (ry.c0 - ry.i0) // s, (cx.c0 - cx.i0) // s
-                x = feat[..., oy:oy + y1 - y0, ox:ox + x1 - x0] * weights[s][..., y0:y1, x0:x1]
-                stat_dtype = torch.promote_types(x.dtype, torch.float32)
-                x = x.to(torch.float64 if x.device.type != "mps" else torch.float32)  # MPS has no float64
-                part = [x.sum(dim=(2, 3)), (x * x).sum(dim=(2, 3))]
-                if s in sums:
-                    sums[s] = [a + b for a, b in zip(sums[s], part)]
-                else:
-                    sums[s] = part
+                with model.float32_heads(dev) as cast:
+                    f = feat[..., oy:oy + y1 - y0, ox:ox + x1 - x0]
+                    x = (f.float() if cast else f) * weights[s][..., y0:y1, x0:x1]
+                    x = x.to(torch.promote_types(x.dtype, torch.float32)).to(acc)
+                    part = [x.sum(dim=(2, 3)), (x * x).sum(dim=(2, 3))]
+                sums[s] = [a + b for a, b in zip(sums[s], part)] if s in sums else part
             del taps
-    h6 = _stage_from_sums(*sums[16], grid[16][0] * grid[16][1], stat_dtype, model.att6, model.dr6)
-    h7 = _stage_from_sums(*sums[32], grid[32][0] * grid[32][1], stat_dtype, model.att7, model.dr7)
-    score = model.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
-    return IACAOutput(score=score, regr6=model.regr6(h6).squeeze(1), regr7=model.regr7(h7).squeeze(1))
+    n16, n32 = grid[16][0] * grid[16][1], grid[32][0] * grid[32][1]
+    with model.float32_heads(dev):
+        return model.heads_from_moments(sums[16][0] / n16, sums[16][1] / n16, sums[32][0] / n32, sums[32][1] / n32)
 
 
 def score_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | None = None, *,

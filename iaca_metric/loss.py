@@ -4,7 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .api import default_model, prepare_inputs
+import math
+
+from . import _engine
 from .inputs import InputError
 from .model import IACAMetric
 
@@ -35,14 +37,26 @@ class IACALoss(nn.Module):
     the pooling statistics are computed in float32 inside the model.
     """
 
+    #: A loss: lower is better (it is ``-score``).
+    higher_is_better: bool = False
+    #: Unbounded, like the raw score it negates (see :attr:`IACAMetric.score_range`).
+    score_range: tuple[float, float] = (-math.inf, math.inf)
+
     def __init__(self, model: IACAMetric | None = None, reduction: str = "mean", data_range: float = 1.0) -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+            raise InputError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
-        self.data_range = float(data_range)
-        m = model if model is not None else IACAMetric()
-        m.eval().requires_grad_(False)
+        # Validated here, once, the same way as every other entry point (InputError).
+        self._opts = _engine.Options.make(data_range=data_range)
+        self.data_range = self._opts.data_range
+        if model is None:
+            from .api import default_model
+
+            m = default_model()
+        else:
+            m = _engine.check_model(model)
+            m.requires_grad_(False)  # documented: the quality model is frozen
         self._holder = [m]  # a list hides it from nn.Module registration (see class docstring)
 
     @property
@@ -54,10 +68,9 @@ class IACALoss(nn.Module):
         p = next(m.parameters())
         # Under autocast keep float32 weights (autocast casts per op); otherwise match the input dtype.
         dtype = p.dtype if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-        if p.device != x.device or p.dtype != dtype:
-            m = m.to(device=x.device, dtype=dtype)
-            self._holder[0] = m
-        return m.eval()
+        # Never move or cast the held model itself (it may be the process-wide default model, or yours):
+        # a private copy on the images' device and dtype is cached while the original is unchanged.
+        return _engine.place(m, x.device, dtype)
 
     def forward(self, img: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         if not isinstance(img, torch.Tensor) or (ref is not None and not isinstance(ref, torch.Tensor)):
@@ -65,12 +78,12 @@ class IACALoss(nn.Module):
         if not img.is_floating_point():
             raise InputError(f"IACALoss needs a float tensor to differentiate, got {img.dtype}")
         model = self._model_for(img)
-        imgs, refs, _ = prepare_inputs(model, img, ref, self.data_range)
+        items, _ = _engine.prepare(model, img, ref, self._opts)
         # Half-precision images outside autocast: run in the model's (float32) dtype; .to() is
         # differentiable, and under autocast the ops cast back to half anyway.
         dtype = next(model.parameters()).dtype
-        x = (torch.cat(imgs) if len(imgs) > 1 else imgs[0]).to(dtype)
-        r = ((torch.cat(refs) if len(refs) > 1 else refs[0]).to(dtype)) if refs is not None else None
+        x = torch.cat([it.img for it in items]).to(dtype)
+        r = torch.cat([it.ref for it in items]).to(dtype) if items[0].ref is not None else None
         loss = -model(x, r)
         if self.reduction == "mean":
             return loss.mean()

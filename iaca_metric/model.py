@@ -16,13 +16,13 @@ Submodule names equal the original release's, so its checkpoints load without re
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -30,19 +30,13 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 
 from . import __version__
+from . import hub as _hub
+from ._config import ILLUMINATION_SOURCES, RELEASE_MOS_OFFSET, RELEASE_MOS_SCALE, ConfigError, ModelConfig
 from .backbones import BACKBONES, build_backbone
+from .inputs import InputError
 
-__all__ = ["IACAMetric", "IACAOutput", "ILLUMINATION_SOURCES", "RELEASE_MOS_SCALE", "RELEASE_MOS_OFFSET"]
-
-# The release maps raw fused scores onto its 0-1 MOS scale with this least-squares line.
-RELEASE_MOS_SCALE = 0.09627324560431309
-RELEASE_MOS_OFFSET = 0.5154855778833177
-
-# Where the illumination map comes from:
-#  "image"              - max-RGB of the scored image (the paper); ``ref`` is validated then ignored.
-#  "reference"          - max-RGB of the low-light input; ``ref`` is required.
-#  "reference_or_image" - the low-light input when given, else the image itself (IACA-Lite).
-ILLUMINATION_SOURCES = ("image", "reference", "reference_or_image")
+__all__ = ["IACAMetric", "IACAOutput", "ModelConfig", "ILLUMINATION_SOURCES", "RELEASE_MOS_SCALE",
+           "RELEASE_MOS_OFFSET"]
 
 
 def _mlp_dr(cin: int) -> nn.Sequential:
@@ -82,50 +76,75 @@ class IACAMetric(
     """IACA quality model for low-light image enhancement.
 
     ``IACAMetric()`` with no argument returns the embedded, pretrained default model (IACA-Lite,
-    loaded offline from the package). ``IACAMetric(arch=...)`` builds an uninitialised network of that
-    architecture (for training or for loading weights); ``IACAMetric.from_pretrained(repo_or_dir)``
-    loads published weights (safetensors only, strict keys).
+    loaded offline from the package, its ``config.json`` and weights both sha256-pinned).
+    ``IACAMetric(arch=...)`` builds an uninitialised network of that architecture (for training or for
+    loading weights); ``IACAMetric.from_config(ModelConfig(...))`` does the same from a config object;
+    ``IACAMetric.from_pretrained(repo_or_dir)`` loads published weights (safetensors only, strict keys).
 
     Args:
         arch: backbone name from :data:`iaca_metric.backbones.BACKBONES`.
-        illumination: one of :data:`ILLUMINATION_SOURCES` (where the illumination map comes from).
-        mos_scale, mos_offset: linear map from the raw fused score to the model's MOS scale.
-        mos_range: the nominal range of that MOS scale (documentation only; values are not clipped).
+        illumination: one of :data:`ILLUMINATION_SOURCES` (default ``"image"``).
+        mos_scale, mos_offset: linear map from the raw fused score to the model's MOS scale (default:
+            the release's map, :data:`RELEASE_MOS_SCALE`, :data:`RELEASE_MOS_OFFSET`).
+        mos_range: the nominal range of that MOS scale (default (0, 1); documentation only, values
+            are not clipped).
+
+    The other arguments configure a *new* network, so they need ``arch``: ``IACAMetric(illumination=...)``
+    raises :class:`~iaca_metric.InputError` instead of returning the embedded model unchanged. Bad
+    values (unknown names, non-finite numbers) raise :class:`~iaca_metric.InputError` naming the field.
+
+    Conventions: ``higher_is_better = True``; the raw score is an interval scale with no bounds
+    (``score_range = (-inf, inf)``); ``mos=True`` scores are on ``mos_range`` nominally.
 
     BatchNorm layers always use their running statistics (evaluation semantics), even after
     ``.train()``: a quality metric must not change with the batch it is given.
     """
 
+    #: Higher scores mean better enhanced images.
+    higher_is_better: bool = True
+    #: The raw score is unbounded (an interval scale learned with a norm-in-norm loss); see ``mos_range``.
+    score_range: tuple[float, float] = (-math.inf, math.inf)
+
     def __init__(
         self,
         arch: str | None = None,
-        illumination: str = "image",
-        mos_scale: float = RELEASE_MOS_SCALE,
-        mos_offset: float = RELEASE_MOS_OFFSET,
-        mos_range: tuple[float, float] = (0.0, 1.0),
+        illumination: str | None = None,
+        mos_scale: float | None = None,
+        mos_offset: float | None = None,
+        mos_range: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         embedded = arch is None
         if embedded:
-            # Bare constructor: the embedded default model. Its config.json decides the architecture,
-            # its weights are copied in below (offline, from inside the installed package).
-            from .hub import default_model_dir, read_config  # local import: hub imports this module
-
-            cfg = read_config(default_model_dir() / "config.json")
-            arch, illumination = cfg["arch"], cfg["illumination"]
-            mos_scale, mos_offset, mos_range = cfg["mos_scale"], cfg["mos_offset"], tuple(cfg["mos_range"])
-        if arch not in BACKBONES:
-            raise ValueError(f"unknown arch {arch!r} in the model config; this version of iaca-metric "
-                             f"({__version__}) knows {sorted(BACKBONES)}")
-        if illumination not in ILLUMINATION_SOURCES:
-            raise ValueError(f"unknown illumination source {illumination!r}; expected one of {ILLUMINATION_SOURCES}")
-        self.arch = arch
-        self.illumination = illumination
-        self.mos_scale = float(mos_scale)
-        self.mos_offset = float(mos_offset)
-        self.mos_range = (float(mos_range[0]), float(mos_range[1]))
-        c6, c7 = BACKBONES[arch].channels
-        self.features = build_backbone(arch)
+            given = {k: v for k, v in (("illumination", illumination), ("mos_scale", mos_scale),
+                                       ("mos_offset", mos_offset), ("mos_range", mos_range)) if v is not None}
+            if given:
+                raise InputError(
+                    f"IACAMetric({', '.join(f'{k}={v!r}' for k, v in given.items())}) without arch: the bare "
+                    "constructor is the embedded pretrained model, whose config is fixed. Pass arch=... to "
+                    "build a new (untrained) network, or load the embedded model and change the attribute "
+                    "explicitly (e.g. model.mos_scale = ...)")
+            # The embedded default model goes through the same two checked steps as any weight folder
+            # (read_config, load_weights_file), with both files sha256-pinned.
+            folder = _hub.default_model_dir()
+            cfg = _hub.read_model_config(folder / _hub.CONFIG_FILE, expected_sha256=_hub.DEFAULT_CONFIG_SHA256)
+        else:
+            defaults = ModelConfig(arch="efficientnet_lite0")  # the one set of defaults
+            try:
+                cfg = ModelConfig(arch=arch,
+                                  illumination=defaults.illumination if illumination is None else illumination,
+                                  mos_scale=defaults.mos_scale if mos_scale is None else mos_scale,
+                                  mos_offset=defaults.mos_offset if mos_offset is None else mos_offset,
+                                  mos_range=defaults.mos_range if mos_range is None else mos_range)
+            except ConfigError as exc:
+                raise InputError(f"IACAMetric: {exc}") from None
+        self.arch = cfg.arch
+        self.illumination = cfg.illumination
+        self.mos_scale = cfg.mos_scale
+        self.mos_offset = cfg.mos_offset
+        self.mos_range = cfg.mos_range
+        c6, c7 = BACKBONES[cfg.arch].channels
+        self.features = build_backbone(cfg.arch)
         self.dr6, self.dr7 = _mlp_dr(c6), _mlp_dr(c7)
         self.att6, self.att7 = _mlp_att(c6), _mlp_att(c7)
         self.getw5, self.getw6 = _illum_net(), _illum_net()
@@ -135,13 +154,30 @@ class IACAMetric(
         self.weights_info: dict[str, Any] = {"source": "uninitialised", "revision": None, "sha256": None}
         self.eval()
         if embedded:
-            from .hub import DEFAULT_MODEL_SHA256, load_weights_file
+            _hub.load_weights_file(self, folder / _hub.WEIGHTS_FILE, source="embedded default model",
+                                   expected_sha256=_hub.DEFAULT_MODEL_SHA256)
+            self.weights_info["config_sha256"] = _hub.DEFAULT_CONFIG_SHA256
+            self.weights_info["model_card"] = str(folder / "README.md")
+        self._hub_mixin_config = self.config_dict()
 
-            load_weights_file(self, default_model_dir() / "model.safetensors", source="embedded default model",
-                              expected_sha256=DEFAULT_MODEL_SHA256)
-            self._hub_mixin_config = self.config_dict()
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "IACAMetric":
+        """An uninitialised network for ``config`` (a :class:`ModelConfig`)."""
+        if not isinstance(config, ModelConfig):
+            raise InputError(f"config must be an iaca_metric.ModelConfig, got {type(config).__name__}")
+        return cls(arch=config.arch, illumination=config.illumination, mos_scale=config.mos_scale,
+                   mos_offset=config.mos_offset, mos_range=config.mos_range)
 
     # ------------------------------------------------------------------ configuration
+    @property
+    def config(self) -> ModelConfig:
+        """The model's configuration, validated (attributes such as ``mos_scale`` may have been edited)."""
+        try:
+            return ModelConfig(arch=self.arch, illumination=self.illumination, mos_scale=self.mos_scale,
+                               mos_offset=self.mos_offset, mos_range=self.mos_range)
+        except ConfigError as exc:
+            raise InputError(f"this model's configuration is invalid: {exc}") from None
+
     @property
     def uses_ref(self) -> bool:
         """True when the low-light input changes the score (it feeds the illumination map)."""
@@ -154,8 +190,7 @@ class IACAMetric(
 
     def config_dict(self) -> dict[str, Any]:
         """The constructor arguments (what ``config.json`` stores, besides informational fields)."""
-        return {"arch": self.arch, "illumination": self.illumination, "mos_scale": self.mos_scale,
-                "mos_offset": self.mos_offset, "mos_range": list(self.mos_range)}
+        return self.config.to_dict()
 
     def hub_config(self) -> dict[str, Any]:
         """Everything written to ``config.json``: constructor args plus informational fields."""
@@ -194,42 +229,76 @@ class IACAMetric(
             src = img
         return src.amax(dim=1, keepdim=True)
 
-    def _stage(self, feat: torch.Tensor, illum: torch.Tensor, getw: nn.Module, att: nn.Module,
-               dr: nn.Module, taps: dict[str, torch.Tensor] | None, tag: str) -> torch.Tensor:
-        w = getw(F.adaptive_max_pool2d(illum, feat.shape[-2:]))
+    @contextlib.contextmanager
+    def float32_heads(self, device_type: str) -> Iterator[bool]:
+        """Context in which the illumination nets, pooling statistics and heads run: autocast off when it
+        is on (yields True; callers then feed float32 tensors). The heads cost ~1% of the backbone; under
+        autocast they run in float32 because a bf16 output layer alone rounds scores of magnitude ~4 to
+        steps of 0.03. Whole-image and tiled scoring both use it, so they follow the same rule."""
+        if torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type, enabled=False):
+                yield True
+        else:
+            yield False
+
+    def illumination_weights(self, illum: torch.Tensor, size16: tuple[int, int], size32: tuple[int, int]
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-negative weight maps (N, 1, h, w) for the stride-16 and stride-32 taps (``getw5`` /
+        ``getw6`` on the adaptively max-pooled illumination map). Call inside :meth:`float32_heads`."""
+        return (self.getw5(F.adaptive_max_pool2d(illum, size16)),
+                self.getw6(F.adaptive_max_pool2d(illum, size32)))
+
+    def heads_from_moments(self, mean6: torch.Tensor, sq6: torch.Tensor, mean7: torch.Tensor, sq7: torch.Tensor,
+                           taps: dict[str, torch.Tensor] | None = None) -> IACAOutput:
+        """The heads, from the per-channel moments of the weighted taps: ``mean`` = E[x] and ``sq`` =
+        E[x^2], shape (N, C), in at least float32 (whole-image scoring passes float32, tiling float64
+        sums divided by the cell count). The one implementation of std, attention gate, reductions and
+        the three regressions. Call inside :meth:`float32_heads`."""
+        head_dtype = self.att6[0].weight.dtype
+
+        def stage(mean: torch.Tensor, sq: torch.Tensor, att: nn.Module, dr: nn.Module, tag: str) -> torch.Tensor:
+            # std as sqrt(relu(E[x^2] - E[x]^2)): the release's formula; relu guards rounding below 0.
+            # The tiny clamp only changes the gradient at exactly zero variance (sqrt'(0) = inf).
+            var = F.relu(sq - mean * mean)
+            stat_dtype = torch.promote_types(mean.dtype, torch.float32)
+            if stat_dtype == torch.float64 and head_dtype != torch.float64:
+                stat_dtype = torch.float32  # tiling's float64 sums: differences taken, now back to float32
+            mean, var = mean.to(stat_dtype), var.to(stat_dtype)
+            std = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).tiny)) * (var > 0)
+            # Back to the heads' dtype (a no-op for float32/64 models and under autocast): a float16 or
+            # bfloat16 model (e.g. default_model(dtype=torch.bfloat16)) cannot take float32 statistics.
+            mean, std = mean.to(head_dtype), std.to(head_dtype)
+            gated = att(mean) * std
+            out = dr(gated)
+            if taps is not None:
+                taps[f"spsp{tag}_mean"], taps[f"gated{tag}"], taps[f"dr{tag}"] = mean, gated, out
+            return out
+
+        h6 = stage(mean6, sq6, self.att6, self.dr6, "6")
+        h7 = stage(mean7, sq7, self.att7, self.dr7, "7")
+        score = self.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
+        return IACAOutput(score=score, regr6=self.regr6(h6).squeeze(1), regr7=self.regr7(h7).squeeze(1),
+                          taps=taps if taps is not None else {})
+
+    @staticmethod
+    def _moments(feat: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = feat * w  # (N,1,h,w) broadcasts over channels, as the release's repeat() does
-        # Pooling statistics in at least float32: under fp16/bf16 autocast E[x^2] - E[x]^2 cancels
-        # catastrophically (and x^2 can overflow fp16), which would give NaN or zero std.
+        # Pooling statistics in at least float32: under fp16/bf16 E[x^2] - E[x]^2 cancels catastrophically
+        # (and x^2 can overflow fp16), which would give NaN or zero std.
         x = x.to(torch.promote_types(x.dtype, torch.float32))
-        mean = x.mean(dim=(2, 3))
-        # std as sqrt(relu(E[x^2] - E[x]^2)): the release's formula; relu guards rounding below 0.
-        # The tiny clamp only changes the gradient at exactly zero variance (sqrt'(0) = inf).
-        var = F.relu((x * x).mean(dim=(2, 3)) - mean * mean)
-        std = torch.sqrt(var.clamp_min(torch.finfo(var.dtype).tiny)) * (var > 0)
-        # Back to the heads' dtype (a no-op for float32/64 models and under autocast): a float16 or
-        # bfloat16 model (e.g. default_model(dtype=torch.bfloat16)) cannot take float32 statistics.
-        head_dtype = att[0].weight.dtype
-        mean, std = mean.to(head_dtype), std.to(head_dtype)
-        gated = att(mean) * std
-        out = dr(gated)
-        if taps is not None:
-            taps[f"spsp{tag}_mean"], taps[f"gated{tag}"], taps[f"dr{tag}"] = mean, gated, out
-        return out
+        return x.mean(dim=(2, 3)), (x * x).mean(dim=(2, 3))
 
     def features_to_output(self, f16: torch.Tensor, f32: torch.Tensor, illum: torch.Tensor,
                            return_taps: bool = False) -> IACAOutput:
         """Heads only: from the two backbone taps and the illumination map to the three scores."""
         taps: dict[str, torch.Tensor] | None = {} if return_taps else None
-        if torch.is_autocast_enabled(f16.device.type):
-            # The heads cost ~1% of the backbone; under autocast they run in float32 because a bf16 output
-            # layer alone rounds scores of magnitude ~4 to steps of 0.03.
-            with torch.autocast(f16.device.type, enabled=False):
-                return self.features_to_output(f16.float(), f32.float(), illum.float(), return_taps)
-        h6 = self._stage(f16, illum, self.getw5, self.att6, self.dr6, taps, "6")
-        h7 = self._stage(f32, illum, self.getw6, self.att7, self.dr7, taps, "7")
-        score = self.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
-        return IACAOutput(score=score, regr6=self.regr6(h6).squeeze(1), regr7=self.regr7(h7).squeeze(1),
-                          taps=taps or {})
+        with self.float32_heads(f16.device.type) as cast:
+            if cast:
+                f16, f32, illum = f16.float(), f32.float(), illum.float()
+            w16, w32 = self.illumination_weights(illum, f16.shape[-2:], f32.shape[-2:])
+            m6, q6 = self._moments(f16, w16)
+            m7, q7 = self._moments(f32, w32)
+            return self.heads_from_moments(m6, q6, m7, q7, taps)
 
     def forward_all(self, img: torch.Tensor, ref: torch.Tensor | None = None,
                     return_taps: bool = False) -> IACAOutput:
@@ -247,8 +316,28 @@ class IACAMetric(
 
     # ------------------------------------------------------------------ hub integration
     def _save_pretrained(self, save_directory: Path) -> None:
-        self.save_weights(save_directory / "model.safetensors")
-        (save_directory / "config.json").write_text(json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n")
+        """Write ``model.safetensors``, ``config.json``, the model card ``README.md`` and ``LICENSE`` (all
+        mode 0644). The card is the source's own card when the weights are unchanged (the embedded
+        model's card, a loaded folder's card), else one generated from the config and the sha256."""
+        from .hub import sha256_file
+
+        save_directory = Path(save_directory)
+        weights = save_directory / "model.safetensors"
+        self.save_weights(weights)
+        (save_directory / "config.json").write_text(json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n",
+                                                    encoding="utf-8")
+        sha = sha256_file(weights)
+        card_src = self.weights_info.get("model_card")
+        same_weights = sha == self.weights_info.get("sha256")
+        if card_src and same_weights and Path(card_src).is_file():
+            card = Path(card_src).read_text(encoding="utf-8")
+        else:
+            card = _generated_card(self, sha)
+        (save_directory / "README.md").write_text(card, encoding="utf-8")
+        (save_directory / "LICENSE").write_text(_licence_text(card), encoding="utf-8")
+        for name in ("model.safetensors", "config.json", "README.md", "LICENSE"):
+            # Files a hub upload or another user must read: not the 0600 a private umask or temp dir gives.
+            os.chmod(save_directory / name, 0o644)
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the state dict (every key, contiguous, on CPU) as one safetensors file."""
@@ -278,3 +367,62 @@ class IACAMetric(
 
     def extra_repr(self) -> str:
         return f"arch={self.arch!r}, illumination={self.illumination!r}"
+
+
+_CARD = """---
+library_name: iaca-metric
+license: mit
+tags:
+- image-quality-assessment
+- low-light-enhancement
+- iaca
+---
+# IACA ({arch})
+
+An IACA quality model for low-light image enhancement (illumination-aware, content-adaptive; Chen et al.,
+"Gap-closing Matters: Perceptual Quality Evaluation and Optimization of Low-Light Image Enhancement",
+IEEE TMM 2023), saved by iaca-metric {version}.
+
+- architecture: `{arch}`, {n_params:,} parameters; illumination map: `{illumination}`
+- weights: `model.safetensors`, sha256 `{sha}`; provenance: {source}
+- input: RGB in [0, 1], (N, 3, H, W), full resolution, no normalisation by the caller
+- output: raw fused score, higher is better, unbounded; `mos = {mos_scale!r} * score + {mos_offset!r}`
+  (nominal range {mos_range})
+
+```python
+from iaca_metric import IACAMetric, score
+model = IACAMetric.from_pretrained("THIS_FOLDER_OR_REPO")
+print(score("enhanced.png", "low_light_input.png", model=model))
+```
+
+## Licence
+
+Code: MIT (iaca-metric). The weights' terms are those of the data and checkpoint they were trained or
+converted from ({source}); state them here before publishing.
+"""
+
+
+def _generated_card(model: "IACAMetric", sha: str) -> str:
+    return _CARD.format(arch=model.arch, version=__version__, n_params=model.num_parameters(),
+                        illumination=model.illumination, sha=sha,
+                        source=model.weights_info.get("source") or "unknown", mos_scale=model.mos_scale,
+                        mos_offset=model.mos_offset, mos_range=list(model.mos_range))
+
+
+def _licence_text(card: str) -> str:
+    """LICENSE for a saved folder: the card's own licence section when it has one, plus the code's MIT."""
+    section = ""
+    lines = card.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and "licen" in line.lower():
+            body = []
+            for nxt in lines[i + 1:]:
+                if nxt.startswith("## "):
+                    break
+                body.append(nxt)
+            section = "\n".join(body).strip()
+            break
+    return ("Terms of these weights\n======================\n\n" + (section or "See README.md.") + "\n\n"
+            "The iaca-metric code that loads them is under the MIT licence "
+            "(https://opensource.org/license/mit).\n")
+

@@ -17,7 +17,8 @@ every rank must call it, with the same ``keep_scores``.
 
 With torchmetrics installed (``pip install 'iaca-metric[metrics]'``), :func:`to_torchmetrics` /
 :class:`IACATorchMetric` give the same metric as a ``torchmetrics.Metric`` (its own state sync,
-``MetricCollection``, Lightning logging).
+``MetricCollection`` with ``iaca_``-prefixed keys, Lightning logging; the low-light input by keyword,
+``update(enhanced, ref=low)``).
 """
 from __future__ import annotations
 
@@ -28,8 +29,8 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from .api import score
-from .inputs import ImageLike
+from . import _engine
+from .inputs import ImageLike, InputError
 from .model import IACAMetric
 
 # IACATorchMetric is importable by name (built on first access) but not in __all__, so that
@@ -50,6 +51,15 @@ def summarize_sums(total: float, total_sq: float, count: float) -> dict[str, flo
     else:
         std = math.nan
     return {"mean": mean, "std": std, "count": n}
+
+
+def _score_all(model: IACAMetric, img: Any, ref: Any, opts: "_engine.Options") -> torch.Tensor:
+    """Scores (float32 (N,), raw or MOS per ``opts``) of every image, through the shared engine; raises
+    on the first failed image, before anything is accumulated."""
+    items, _ = _engine.prepare(model, img, ref, opts)
+    raw, errors = _engine.run(model, items, opts)
+    _engine.raise_first(errors)
+    return _engine.to_mos(model, raw) if opts.mos else raw
 
 
 def _comm_device(group: Any) -> torch.device:
@@ -83,27 +93,22 @@ class IACAScore:
     Scores are identical to ``iaca_metric.score`` on the same inputs.
     """
 
+    #: Higher scores mean better enhanced images (as :attr:`IACAMetric.higher_is_better`).
+    higher_is_better: bool = True
+
     def __init__(self, model: IACAMetric | None = None, *, keep_scores: bool = False, mos: bool = False,
                  max_pixels: int | None = None, device: str | torch.device | None = None, tile: bool = False,
                  batch_size: int = 16, data_range: float = 1.0, grayscale: str = "error",
                  process_group: Any = None) -> None:
-        if model is None:
-            from .api import default_model
+        from .api import resolve_model
 
-            model = default_model(device)
-        elif not isinstance(model, IACAMetric):
-            raise TypeError(f"model must be an IACAMetric, got {type(model).__name__}")
-        if max_pixels is not None:
-            from .large_images import check_max_pixels
-
-            check_max_pixels(max_pixels)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = (model.to(device) if device is not None else model).eval()
-        self.keep_scores = bool(keep_scores)
-        self.mos = bool(mos)
+        self._opts = _engine.Options.make(batch_size=batch_size, mos=mos, data_range=data_range,
+                                          grayscale=grayscale, max_pixels=max_pixels, tile=tile)
+        self.keep_scores = _engine._check_bool("keep_scores", keep_scores)
+        self.model = resolve_model(model, device)  # a private copy when device differs: yours is not moved
+        self.mos = mos
         self.max_pixels = max_pixels
-        self.tile = bool(tile)
+        self.tile = tile
         self.batch_size = batch_size
         self.data_range = data_range
         self.grayscale = grayscale
@@ -124,10 +129,7 @@ class IACAScore:
         """Score ``img`` (one image or a batch/list; ``ref`` the matching low-light inputs) and add the
         scores to the running state. Raises :class:`~iaca_metric.InputError` on bad inputs, leaving the
         state unchanged."""
-        s = score(img, ref, model=self.model, batch_size=self.batch_size, mos=self.mos,
-                  data_range=self.data_range, grayscale=self.grayscale, max_pixels=self.max_pixels,
-                  tile=self.tile)
-        s = (torch.tensor([s], dtype=torch.float32) if isinstance(s, float) else s).reshape(-1)
+        s = _score_all(self.model, img, ref, self._opts)
         s64 = s.to(torch.float64)
         self.total += s64.sum()
         self.total_sq += (s64 * s64).sum()
@@ -198,34 +200,42 @@ def _build_torchmetrics_class() -> type:
     torchmetrics = _require_torchmetrics()
 
     class IACATorchMetric(torchmetrics.Metric):
-        """IACA as a ``torchmetrics.Metric``: ``update(img, ref=None)``, ``compute() -> dict`` of
-        tensors ``mean``, ``std`` (ddof=1), ``count`` (and ``scores`` with ``keep_scores``). States are
-        float64 sums with ``dist_reduce_fx="sum"`` (``"cat"`` for the scores), synchronised by
-        torchmetrics. The quality model is kept out of the metric's ``parameters()`` and
-        ``state_dict()`` and follows the metric's device (``metric.to("cuda")``)."""
+        """IACA as a ``torchmetrics.Metric``: ``update(img, ref=low_light)``, ``compute() -> dict`` of
+        tensors ``iaca_mean``, ``iaca_std`` (ddof=1), ``iaca_count`` (and ``iaca_scores`` with
+        ``keep_scores``); the ``key_prefix`` ("iaca_") keeps the keys distinct inside a
+        ``MetricCollection`` next to other metrics. States are float64 sums with ``dist_reduce_fx="sum"``
+        (``"cat"`` for the scores), synchronised by torchmetrics. The quality model is kept out of the
+        metric's ``parameters()`` and ``state_dict()`` and follows the metric's device
+        (``metric.to("cuda")``) without moving your model (a private copy runs there).
+
+        The low-light input must be passed by keyword, ``ref=``. A second positional argument is what
+        torchmetrics calls the ground-truth ``target``; IACA does not use ground truth, and treating it
+        as the low-light input would silently give wrong scores, so it raises InputError, unless the
+        metric was built with ``ignore_target=True`` (for a ``MetricCollection`` that also holds
+        full-reference metrics: ``collection.update(preds, target, ref=low)``)."""
 
         is_differentiable = False
         higher_is_better = True
         full_state_update = False
+        #: raw scores are unbounded (see IACAMetric.score_range); used by torchmetrics' plots
+        plot_lower_bound = None
+        plot_upper_bound = None
 
         def __init__(self, model: IACAMetric | None = None, *, keep_scores: bool = False, mos: bool = False,
                      max_pixels: int | None = None, tile: bool = False, batch_size: int = 16,
-                     data_range: float = 1.0, grayscale: str = "error", **kwargs: Any) -> None:
+                     data_range: float = 1.0, grayscale: str = "error", key_prefix: str = "iaca_",
+                     ignore_target: bool = False, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            if model is None:
-                from .api import default_model
+            from .api import resolve_model
 
-                model = default_model()
-            elif not isinstance(model, IACAMetric):
-                raise TypeError(f"model must be an IACAMetric, got {type(model).__name__}")
-            if max_pixels is not None:
-                from .large_images import check_max_pixels
-
-                check_max_pixels(max_pixels)
-            self._holder = [model.eval()]  # a list hides it from nn.Module registration
-            self.keep_scores = bool(keep_scores)
-            self._score_kw = dict(mos=bool(mos), max_pixels=max_pixels, tile=bool(tile), batch_size=batch_size,
-                                  data_range=data_range, grayscale=grayscale)
+            self._opts = _engine.Options.make(batch_size=batch_size, mos=mos, data_range=data_range,
+                                              grayscale=grayscale, max_pixels=max_pixels, tile=tile)
+            if not isinstance(key_prefix, str):
+                raise InputError(f"key_prefix must be a str, got {key_prefix!r}")
+            self._holder = [resolve_model(model, None)]  # a list hides it from nn.Module registration
+            self.keep_scores = _engine._check_bool("keep_scores", keep_scores)
+            self.ignore_target = _engine._check_bool("ignore_target", ignore_target)
+            self.key_prefix = key_prefix
             zero = torch.zeros((), dtype=torch.float64)
             self.add_state("total", default=zero.clone(), dist_reduce_fx="sum")
             self.add_state("total_sq", default=zero.clone(), dist_reduce_fx="sum")
@@ -237,12 +247,16 @@ def _build_torchmetrics_class() -> type:
         def model(self) -> IACAMetric:
             return self._holder[0]
 
-        def update(self, img: Any, ref: Any = None) -> None:
-            model = self._holder[0]
-            if next(model.parameters()).device != self.device:
-                model = self._holder[0] = model.to(self.device)
-            s = score(img, ref, model=model, **self._score_kw)
-            s = (torch.tensor([s], dtype=torch.float32) if isinstance(s, float) else s).reshape(-1)
+        def update(self, img: Any, target: Any = None, *, ref: Any = None) -> None:
+            if target is not None and not self.ignore_target:
+                raise InputError(
+                    "IACATorchMetric.update got a second positional argument: in torchmetrics that is the "
+                    "ground-truth target, which IACA does not use. Pass the low-light input by keyword, "
+                    "update(enhanced, ref=low_light); in a MetricCollection with full-reference metrics build "
+                    "it with to_torchmetrics(..., ignore_target=True) and call collection.update(preds, "
+                    "target, ref=low_light)")
+            model = _engine.place(self._holder[0], self.device)
+            s = _score_all(model, img, ref, self._opts)
             s64 = s.to(device=self.device, dtype=torch.float64)
             self.total += s64.sum()
             self.total_sq += (s64 * s64).sum()
@@ -252,13 +266,13 @@ def _build_torchmetrics_class() -> type:
 
         def compute(self) -> dict[str, torch.Tensor]:
             res = summarize_sums(float(self.total), float(self.total_sq), float(self.count))
-            out = {k: torch.tensor(v, dtype=torch.float64 if k != "count" else torch.int64)
+            out = {self.key_prefix + k: torch.tensor(v, dtype=torch.float64 if k != "count" else torch.int64)
                    for k, v in res.items()}
             if self.keep_scores:
                 scores = self.scores
                 if isinstance(scores, list):
                     scores = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float32)
-                out["scores"] = scores
+                out[self.key_prefix + "scores"] = scores
             return out
 
     IACATorchMetric.__module__ = __name__
@@ -268,7 +282,9 @@ def _build_torchmetrics_class() -> type:
 
 def to_torchmetrics(model: IACAMetric | None = None, **kwargs: Any):
     """An :class:`IACATorchMetric` (a ``torchmetrics.Metric``); keyword arguments as :class:`IACAScore`
-    (without ``device``/``process_group``: use ``.to(device)`` and torchmetrics' own ``process_group``).
+    (without ``device``/``process_group``: use ``.to(device)`` and torchmetrics' own ``process_group``),
+    plus ``key_prefix`` (default "iaca_": compute() gives ``iaca_mean``/``iaca_std``/``iaca_count``) and
+    ``ignore_target`` (accept and drop a positional ground-truth target; see :class:`IACATorchMetric`).
     Raises ImportError naming ``pip install 'iaca-metric[metrics]'`` when torchmetrics is missing."""
     return _build_torchmetrics_class()(model, **kwargs)
 

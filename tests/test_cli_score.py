@@ -71,7 +71,9 @@ def test_folder_with_ref_dir_csv_and_json(setup, tmp_path) -> None:
     out_csv, out_json = tmp_path / "results.csv", tmp_path / "results.json"
     assert _run([imgs, "--ref-dir", refs, "--model", setup["model_dir"], "--out", out_csv, "--workers", 0]) == 0
     rows = _read_csv(out_csv)
-    assert list(rows[0]) == ["path", "ref", "score", "mos", "error"]
+    assert list(rows[0]) == ["path", "ref", "score", "mos", "error", "model_sha256", "settings"]
+    assert {r["model_sha256"] for r in rows} == {setup["model"].weights_info["sha256"]}  # provenance per row
+    assert all("max_pixels=None" in r["settings"] and "iaca_metric=" in r["settings"] for r in rows)
     assert [Path(r["path"]).name for r in rows] == [f"{n}.png" for n in NAMES]  # sorted input order
     assert [Path(r["ref"]).name for r in rows] == ["a.png", "b.png", "c.png", "d.png", "e.jpg", "f.png"]
     assert all(r["error"] == "" for r in rows)
@@ -90,7 +92,9 @@ def test_folder_with_ref_dir_csv_and_json(setup, tmp_path) -> None:
 
     assert _run([imgs, "--ref-dir", refs, "--model", setup["model_dir"], "--out", out_json, "--workers", 0]) == 0
     data = json.loads(out_json.read_text(encoding="utf-8"))
-    assert data["fields"] == ["path", "ref", "score", "mos", "error"]
+    assert data["fields"] == ["path", "ref", "score", "mos", "error", "model_sha256", "settings"]
+    assert data["meta"]["model_sha256"] == setup["model"].weights_info["sha256"]
+    assert data["meta"]["summary"]["n"] == 6 and data["meta"]["summary"]["failed"] == 0
     assert [r["path"] for r in data["results"]] == [r["path"] for r in rows]
     assert [r["error"] for r in data["results"]] == [None] * 6
     np.testing.assert_allclose([r["score"] for r in data["results"]], expected, atol=1e-5, rtol=0)
@@ -184,7 +188,7 @@ def test_resume_keeps_done_rows_and_scores_only_missing(setup, tmp_path, monkeyp
             r["score"] = "123.456"
     rows = [r for r in rows if Path(r["path"]).name != "c.png"]
     with open(out, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["path", "ref", "score", "mos", "error"], lineterminator="\n")
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
     fixed = make_image(64, 64, seed=30)
@@ -239,7 +243,8 @@ def test_console_script_subprocess(setup, tmp_path) -> None:
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))  # stdout is nothing but the CSV
-    assert res.stdout.splitlines()[0] == "path,ref,score,mos,error" and len(res.stdout.splitlines()) == 7
+    assert res.stdout.splitlines()[0] == "path,ref,score,mos,error,model_sha256,settings"
+    assert len(res.stdout.splitlines()) == 7
     assert [Path(r["path"]).name for r in rows] == [f"{n}.png" for n in NAMES]
     files = [setup["imgs"] / f"{n}.png" for n in NAMES]
     expected = _expected(setup, files, [setup["refs"] / Path(r["ref"]).name for r in rows])

@@ -123,7 +123,7 @@ def converted(tmp_path_factory, release_ckpt) -> tuple[Path, IACAMetric]:
 @needs_golden
 def test_release_checkpoint_round_trip(converted, state, expected):
     dst, returned = converted
-    assert sorted(p.name for p in dst.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in dst.iterdir()) == ["LICENSE", "README.md", "config.json", "model.safetensors"]
     model = IACAMetric.from_pretrained(dst)
     assert model.arch == ARCH
     # bit-exact weights: float32 storage kept, every tensor equal to the checkpoint's

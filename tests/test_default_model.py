@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from iaca_metric import IACAMetric, WeightsError
-from iaca_metric.hub import DEFAULT_MODEL_SHA256, default_model_dir
+from iaca_metric.hub import DEFAULT_CONFIG_SHA256, DEFAULT_MODEL_SHA256, default_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "weights" / "iaca-lite-sice"
@@ -25,6 +25,17 @@ pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
 def test_sha256_is_pinned():
     sha = hashlib.sha256((FOLDER / "model.safetensors").read_bytes()).hexdigest()
     assert sha == PINNED == DEFAULT_MODEL_SHA256
+
+
+def test_shipped_files_match_the_pin_pair():
+    """The package pins both shipped files (iaca_metric.hub.DEFAULT_MODEL_SHA256 / DEFAULT_CONFIG_SHA256);
+    shipping a new model means updating that pair. Read the shipped files and check them."""
+    assert hashlib.sha256((FOLDER / "model.safetensors").read_bytes()).hexdigest() == DEFAULT_MODEL_SHA256
+    assert hashlib.sha256((FOLDER / "config.json").read_bytes()).hexdigest() == DEFAULT_CONFIG_SHA256
+    model = IACAMetric()
+    assert model.weights_info["config_sha256"] == DEFAULT_CONFIG_SHA256
+    cfg = json.loads((FOLDER / "config.json").read_text())
+    assert (model.mos_scale, model.mos_offset) == (cfg["mos_scale"], cfg["mos_offset"])
 
 
 def test_size_limits_and_config():

@@ -86,3 +86,57 @@ def test_torchrun_two_ranks_equals_single_process(folder) -> None:
             assert abs(float(ra["score"]) - float(rb["score"])) <= 1e-6
             assert abs(float(ra["mos"]) - float(rb["mos"])) <= 1e-6
     assert sum(bool(r["error"]) for r in b) == 1
+
+
+_SLOW_READER = """
+import os, pathlib, sys, time
+# Rank 1 reads files slowly (a loaded network filesystem): before the fix every rank read the previous
+# results at its own moment, so rank 1 saw rows rank 0 had just appended and sharded another to-do list.
+if os.environ.get("RANK") == "1":
+    _orig = pathlib.Path.read_text
+    def _slow(self, *a, **k):
+        if self.name.startswith("out.csv"):  # the results and progress files only
+            time.sleep(4.0)
+        return _orig(self, *a, **k)
+    pathlib.Path.read_text = _slow
+from iaca_metric.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_torchrun_resume_keeps_every_row(tmp_path) -> None:
+    """Regression (issue #13, data loss 1): `torchrun ... score --resume` dropped rows (exit 0) when the
+    ranks read the partial files at different moments. The file list and done set are now decided by
+    rank 0 and broadcast before anyone writes; every input must end with exactly one row."""
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(12):
+        Image.fromarray(make_image(40, 40, seed=100 + i)).save(imgs / f"p{i:02d}.png")
+    model_dir = tmp_path / "model"
+    make_model(seed=1).save_pretrained(model_dir)
+    common = ["score", str(imgs), "--model", str(model_dir), "--workers", "0", "--batch-size", "1", "--quiet",
+              "--threads", "1"]
+    full = tmp_path / "full.csv"
+    single = subprocess.run([sys.executable, "-m", "iaca_metric.cli", *common, "--out", str(full)],
+                            env=_env(), capture_output=True, text=True, timeout=120)
+    assert single.returncode == 0, single.stderr[-3000:]
+    rows = _rows(full)
+    # A killed earlier run: three rows in rank 0's progress file, no final output.
+    out = tmp_path / "out.csv"
+    import json
+
+    (tmp_path / "out.csv.partial-0.jsonl").write_text(
+        "".join(json.dumps({k: (v if v != "" else None) if k in ("error",) else v for k, v in r.items()}
+                           | {"score": float(r["score"]), "mos": float(r["mos"])}) + "\n" for r in rows[:3]))
+    runner = tmp_path / "runner.py"
+    runner.write_text(_SLOW_READER)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                          "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(runner),
+                          *common, "--backend", "gloo", "--resume", "--out", str(out)],
+                         env=_env(), capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = _rows(out)
+    assert [r["path"] for r in got] == [r["path"] for r in rows]  # all 12, once each, in order
+    for a, b in zip(got, rows):
+        assert abs(float(a["score"]) - float(b["score"])) <= 1e-5
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.csv")) == ["out.csv"]

@@ -145,7 +145,7 @@ def test_offline_from_laid_out_cache(saved, tmp_path, monkeypatch):
     # a revision that is not cached: clear offline error, not a network attempt
     with pytest.raises(WeightsError, match="offline mode is on") as ei:
         IACAMetric.from_pretrained(REPO, revision="v9", cache_dir=cache)
-    assert "HF_HUB_OFFLINE=1" in str(ei.value) and "huggingface-cli download" in str(ei.value)
+    assert "HF_HUB_OFFLINE=1" in str(ei.value) and "hf download acme/iaca-tiny --local-dir" in str(ei.value)
 
 
 def test_offline_subprocess_env_var(saved, tmp_path):
@@ -235,7 +235,7 @@ def test_server_down_nothing_cached(saved, hub_endpoint, tmp_path):
     msg = str(ei.value)
     assert REPO in msg
     assert "unreachable" in msg and "offline" in msg and "cache" in msg
-    assert f"huggingface-cli download {REPO} --local-dir DIR" in msg  # how to get the weights
+    assert f"hf download {REPO} --local-dir DIR" in msg  # how to get the weights
     assert "from_pretrained('DIR')" in msg and "HF_HUB_OFFLINE=1" in msg
 
 
@@ -244,7 +244,7 @@ def test_offline_nothing_cached(tmp_path, monkeypatch):
     with pytest.raises(WeightsError) as ei:
         IACAMetric.from_pretrained(REPO, cache_dir=tmp_path / "empty_cache")
     msg = str(ei.value)
-    assert "offline mode is on" in msg and "not in the local cache" in msg and "huggingface-cli download" in msg
+    assert "offline mode is on" in msg and "not in the local cache" in msg and "hf download acme/iaca-tiny --local-dir" in msg
 
 
 def test_repo_missing(hub_endpoint, tmp_path):

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import iaca_metric
-from iaca_metric.inputs import load_image, to_tensor
+from iaca_metric.inputs import InputError, load_image, to_tensor
 from iaca_metric.large_images import (DEFAULT_OVERLAP, TILED_ABS_TOL, check_max_pixels, fit_max_pixels,
                                       forward_all_tiled, score_tiled, tile_for_max_pixels, tile_spans)
 
@@ -175,15 +175,29 @@ def test_tiled_agrees_with_whole_image_real_photo(model) -> None:
 
 # ------------------------------------------------------------------ score() policy plumbing
 def test_score_tile_true_uses_tiles_within_max_pixels(local_model) -> None:
-    img, ref = _t(200, 300, 6), _t(200, 300, 7, dark=0.2)
-    budget = 128 * 128
+    img, ref = _t(704, 672, 6), _t(704, 672, 7, dark=0.2)
+    budget = 640 * 640  # the smallest budget that keeps 256 px of context around a 128-px core
     tsize, overlap = tile_for_max_pixels(budget)
-    assert (tsize + 2 * overlap) ** 2 <= budget and tsize >= 32 and overlap % 32 == 0
+    assert (tsize, overlap) == (128, DEFAULT_OVERLAP) and (tsize + 2 * overlap) ** 2 <= budget
     got = iaca_metric.score(img, ref, model=local_model, max_pixels=budget, tile=True)
     expected = float(score_tiled(local_model, img, ref, tile=tsize, overlap=overlap))
     assert got == pytest.approx(expected, abs=1e-6)
     # a local backbone makes tiling exact, so this is also the whole-image score
     assert got == pytest.approx(iaca_metric.score(img, ref, model=local_model), abs=2e-6)
+
+
+def test_tile_budget_keeps_full_context_or_refuses(local_model) -> None:
+    """Regression: tile=True, max_pixels=300_000 used to shrink the context to 128 px around 288-px cores,
+    which drifted 0.072 from the whole-image score on a real 1080p photo (3.6x TILED_ABS_TOL). The
+    context is now never reduced; a budget too small for it is refused before any work."""
+    assert tile_for_max_pixels(1_000_000) == (992 - 2 * DEFAULT_OVERLAP, DEFAULT_OVERLAP)
+    for small in (300_000, 128 * 128, 640 * 640 - 1):
+        with pytest.raises(InputError, match=r"too small for tiled scoring.*max_pixels >= 409600"):
+            tile_for_max_pixels(small)
+        with pytest.raises(InputError, match="too small for tiled scoring"):
+            iaca_metric.score(_t(64, 64, 0), model=local_model, max_pixels=small, tile=True)
+    # downscaling with the same budget stays allowed
+    assert isinstance(iaca_metric.score(_t(64, 64, 0), model=local_model, max_pixels=300_000), float)
 
 
 def test_score_max_pixels_downscales_like_fit_max_pixels(local_model) -> None:

@@ -34,3 +34,7 @@ def test_wheel_contains_default_model_and_splits(tmp_path):
     for split in ("train", "val", "test"):
         assert f"iaca_metric/training/splits/sice_{split}.txt" in names
     assert not any(n.endswith((".png", ".jpg")) for n in names)  # no images ever ship
+    assert "iaca_metric/py.typed" in names  # PEP 561: type checkers use the package's hints
+    for mod in ("_engine", "_config", "evaluation/reference_metrics", "research/demo",
+                "reference_metrics", "zero_dce"):  # the layout, and the shims of the documented old paths
+        assert f"iaca_metric/{mod}.py" in names

@@ -190,8 +190,8 @@ _WORKER = textwrap.dedent("""
         tm = to_torchmetrics(model, keep_scores=True)
         for i in mine:
             e = make_image(*sizes[i], seed=i)
-            tm.update(e, low_light(e, 0.2))
-        out["torchmetrics"] = {{k: v.tolist() for k, v in tm.compute().items()}}
+            tm.update(e, ref=low_light(e, 0.2))
+        out["torchmetrics"] = {{k.removeprefix("iaca_"): v.tolist() for k, v in tm.compute().items()}}
     except ImportError:
         pass
     for k in ("first", "second", "local"):
@@ -266,16 +266,16 @@ def test_torchmetrics_adapter(model, images, expected) -> None:
     tm = to_torchmetrics(model, keep_scores=True)
     assert isinstance(tm, torchmetrics.Metric) and isinstance(tm, IACATorchMetric)
     assert list(tm.parameters()) == [] and not any("features" in k for k in tm.state_dict())
-    tm.update(enh[:3], low[:3])
-    tm.update(enh[3:], low[3:])
+    tm.update(enh[:3], ref=low[:3])
+    tm.update(enh[3:], ref=low[3:])
     res = tm.compute()
     ref = _reference_summary(expected)
-    assert int(res["count"]) == 6
-    assert float(res["mean"]) == pytest.approx(ref["mean"], abs=TOL)
-    assert float(res["std"]) == pytest.approx(ref["std"], abs=TOL)
-    torch.testing.assert_close(res["scores"], expected, atol=TOL, rtol=0)
+    assert int(res["iaca_count"]) == 6
+    assert float(res["iaca_mean"]) == pytest.approx(ref["mean"], abs=TOL)
+    assert float(res["iaca_std"]) == pytest.approx(ref["std"], abs=TOL)
+    torch.testing.assert_close(res["iaca_scores"], expected, atol=TOL, rtol=0)
     tm.reset()
-    tm.update(enh[0], low[0])
+    tm.update(enh[0], ref=low[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert int(tm.compute()["count"]) == 1
+        assert int(tm.compute()["iaca_count"]) == 1
