@@ -247,6 +247,7 @@ WEIGHTS: dict[str, float] = {
     "chroma": 0.08,     # per CIELAB unit of local chroma error
     "cast": 0.12,       # per CIELAB unit of global cast
     "washout": 1.5,     # per unit of lost colourfulness (log ratio), only when duller than the reference
+    "oversat": 1.5,     # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
     "noise": 6.0,       # per unit of excess normalised high-frequency energy in flat regions
     "smooth": 1.5,      # per unit of lost band-pass detail (log ratio), only when smoother
     "block": 25.0,      # per unit of excess normalised blockiness
@@ -261,6 +262,11 @@ SIGMA = 0.08
 #: Mean luma people prefer for an enhanced low-light photo when nothing else is known (typical
 #: auto-exposure and LOL's normal-light images land around 0.4-0.5; the reference rule targets it too).
 PREFERRED_LUMA = 0.45
+
+
+#: People like colours a little more vivid than the scene (log ratio 0.15 ~ 16 % more chroma spread)
+#: before they look unnatural; beyond it over-saturation is penalised.
+OVERSAT_TOLERANCE = 0.15
 
 
 def target_luma(luma_ref: np.ndarray) -> np.ndarray:
@@ -283,6 +289,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "chroma": v["chroma_err"],
         "cast": v["cast"],
         "washout": np.maximum(0.0, -v["colourfulness"]),
+        "oversat": np.maximum(0.0, v["colourfulness"] - OVERSAT_TOLERANCE),
         "noise": np.maximum(0.0, v["noise"]),
         "smooth": np.maximum(0.0, -v["detail"]),
         "block": np.maximum(0.0, v["block"]),
