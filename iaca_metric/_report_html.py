@@ -34,6 +34,8 @@ th { background: var(--head); font-weight: 600; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 td.best { font-weight: 700; color: var(--best); }
 table.winrate td { min-width: 64px; text-align: center; }
+table.winrate td:first-child { text-align: left; }
+table.images th { text-align: center; }
 table.images td { text-align: center; padding: 4px 6px; }
 table.images td.name { text-align: left; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
 th.sortable { cursor: pointer; user-select: none; }
@@ -42,7 +44,7 @@ th.sortable::after { content: " \\2195"; color: #9aa0a6; }
 th[aria-sort="ascending"]::after { content: " \\25B2"; color: var(--fg); }
 th[aria-sort="descending"]::after { content: " \\25BC"; color: var(--fg); }
 figure { margin: 0; display: inline-block; }
-figure img { display: block; max-width: 170px; max-height: 170px; border: 1px solid var(--line); }
+figure img, td > img { display: block; max-width: 150px; max-height: 150px; border: 1px solid var(--line); margin: 0 auto; }
 figcaption { font-size: 13px; margin-top: 2px; font-variant-numeric: tabular-nums; }
 td.rowbest figcaption { color: var(--best); font-weight: 700; }
 td.rowworst figcaption { color: var(--bad); }

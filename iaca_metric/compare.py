@@ -98,7 +98,8 @@ class Problem:
 
     ``kind`` is one of ``missing_output`` (an input has no output of ``method``), ``extra_output``
     (an output has no input), ``unreadable`` (decoding failed), ``size_mismatch`` (output and input
-    differ in size), ``score_failed`` (the scorer refused the pair), ``missing_gt`` (no ground truth
+    differ in size), ``score_failed`` (the scorer refused the pair), ``niqe_failed`` (NIQE refused the
+    output, e.g. smaller than its 96x96 patch; the IACA score is kept), ``missing_gt`` (no ground truth
     for PSNR/SSIM), ``gt_size_mismatch``, ``ambiguous`` (two files with one stem in one folder).
     """
 
@@ -289,7 +290,15 @@ def _index_folder(root: Path, what: str, problems: list[Problem], method: str = 
         raise InputError(f"{what} {str(root)!r} is not a folder; pass a folder of images "
                          "(datasets as sub-folders, e.g. DICM/01.png)")
     found: dict[tuple[str, str], Path] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen_dirs: set[str] = set()
+    # Symlinked dataset folders are followed (a comparison folder of links to the real data is a normal
+    # way to pick datasets); a link back up the tree is visited once, not forever.
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen_dirs:
+            dirnames[:] = []
+            continue
+        seen_dirs.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
@@ -659,7 +668,13 @@ def compare_methods(method_dirs: Sequence[str | os.PathLike], ref_dir: str | os.
                     if thumb_size:
                         thumbs[(ds, im, m)] = _thumbnail(out, thumb_size)
                     if niqe_fn is not None:
-                        row.niqe = _scalar(niqe_fn(out[None]))
+                        try:
+                            row.niqe = _scalar(niqe_fn(out))
+                        except InputError as exc:  # e.g. smaller than NIQE's 96x96 patch, or flat
+                            problems.append(Problem("niqe_failed", m, ds, im, str(out_path), str(exc)))
+                        except Exception as exc:  # its pristine model cannot be loaded: drop the column
+                            notes.append(f"NIQE column left out: {type(exc).__name__}: {exc}")
+                            niqe_fn = None
                     if gt is not None:
                         row.psnr = _scalar(psnr(out[None], gt[None]))
                         row.ssim = _scalar(ssim(out[None], gt[None]))
@@ -672,6 +687,8 @@ def compare_methods(method_dirs: Sequence[str | os.PathLike], ref_dir: str | os.
 
     has_gt = any(r.psnr is not None for r in rows)
     has_niqe = niqe_fn is not None and any(r.niqe is not None for r in rows)
+    if niqe_fn is not None and not has_niqe:
+        notes.append("NIQE column left out: it failed on every output (see problems.csv)")
     if gt_dir is not None and not has_gt:
         notes.append("PSNR/SSIM left out: no output has a readable ground truth of the same size")
     summaries = {ds: _summarize_dataset(ds, rows, pairing, n_boot, seed, has_niqe, has_gt)
@@ -718,6 +735,11 @@ def _summarize_dataset(ds: str, rows: list[ImageScore], pairing: Pairing, n_boot
     if has_niqe:
         extra["niqe"] = np.array([[np.nan if by[(im, m)].niqe is None else by[(im, m)].niqe for m in methods]
                                   for im in common])
+        for j, m in enumerate(methods):
+            n_ok = int(np.isfinite(extra["niqe"][:, j]).sum())
+            if n_ok < len(common):
+                notes.append(f"NIQE of {m} over {n_ok} of {len(common)} inputs (it failed on the others, "
+                             "see problems.csv)")
     if has_gt:
         for name in ("psnr", "ssim"):
             extra[name] = np.array([[np.nan if getattr(by[(im, m)], name) is None else getattr(by[(im, m)], name)

@@ -85,7 +85,7 @@ def layout(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(layout, model) -> CompareResult:
     return compare_methods([layout[m] for m in ENHANCE], layout["low"], layout["gt"], model=model,
-                           n_boot=500, progress=False)
+                           n_boot=500, progress=False, niqe=False)
 
 
 # ---------------------------------------------------------------------------------------- statistics
@@ -183,6 +183,19 @@ def test_flat_layout_is_dataset_all_and_nested_names(tmp_path) -> None:
     p = pair_methods([tmp_path / "m"], tmp_path / "low")
     assert sorted(p.inputs) == [("D", "sub/y"), ("all", "x")]
     assert sorted(p.outputs["m"]) == [("D", "sub/y"), ("all", "x")]
+
+
+def test_symlinked_dataset_folders_are_followed_once(tmp_path) -> None:
+    lay = make_layout(tmp_path / "data")
+    pick = tmp_path / "pick"
+    pick.mkdir()
+    (pick / "B").symlink_to(lay["low"] / "B", target_is_directory=True)
+    (pick / "B2").symlink_to(pick, target_is_directory=True)  # a loop: must not recurse forever
+    p = pair_methods([lay["gamma"]], pick)
+    assert [k for k in p.inputs if k[0] == "B"] == [("B", "1"), ("B", "2"), ("B", "3")]
+    assert set(p.inputs) == {("B", "1"), ("B", "2"), ("B", "3")}
+    # gamma's dataset A has no inputs here: reported as extra outputs, B pairs fully
+    assert {(x.kind, x.dataset) for x in p.problems} == {("extra_output", "A")}
 
 
 def test_missing_extra_and_ambiguous_outputs_are_reported(tmp_path) -> None:
@@ -285,7 +298,7 @@ def test_niqe_column_when_available_and_note_when_not(tmp_path, model, monkeypat
     lay = make_layout(tmp_path, size=(40, 40))
     dirs = [lay["gamma"], lay["gain"]]
     fake = types.ModuleType("iaca_metric.no_reference_metrics")
-    fake.niqe = lambda x: 10.0 - 5.0 * x.mean(dim=(1, 2, 3))  # brightness stand-in, (N,) tensor
+    fake.niqe = lambda x: 10.0 - 5.0 * float(x.mean())  # brightness stand-in; gets one (3, H, W) tensor
     monkeypatch.setitem(sys.modules, "iaca_metric.no_reference_metrics", fake)
     res = compare_methods(dirs, lay["low"], model=model, n_boot=50, progress=False)
     assert res.has_niqe and not res.notes
@@ -294,12 +307,45 @@ def test_niqe_column_when_available_and_note_when_not(tmp_path, model, monkeypat
     assert "NIQE ↓" in res.to_markdown() and "NIQE" in res.to_latex()
     s = res.summaries["A"]
     assert s.best("niqe_mean", higher=False) == {min(s.rows, key=lambda x: x.niqe_mean).method}
+    # a NIQE that refuses one image: that row keeps its IACA score, the problem and the table note say so
+    calls = []
+
+    def picky(x):
+        calls.append(1)
+        if len(calls) == 1:
+            raise InputError("img is 40x40 pixels but NIQE needs at least one 96x96 patch")
+        return 10.0 - 5.0 * x.mean()
+    fake.niqe = picky
+    res = compare_methods(dirs, lay["low"], model=model, n_boot=50, progress=False)
+    first = res.rows[0]
+    assert first.niqe is None and first.iaca is not None
+    assert [(p.kind, p.method, p.dataset, p.image) for p in res.problems] == [("niqe_failed", "gamma", "A", "01")]
+    assert "NIQE of gamma over 3 of 4 inputs" in " ".join(res.summaries["A"].notes)
+    assert res.summaries["A"].images == DATASETS["A"]  # still compared on every input
     monkeypatch.setitem(sys.modules, "iaca_metric.no_reference_metrics", None)  # import fails
     res = compare_methods(dirs, lay["low"], model=model, n_boot=50, progress=False)
     assert not res.has_niqe and all(r.niqe is None for r in res.rows)
     assert any("NIQE column left out" in n for n in res.notes)
     assert "NIQE" not in res.to_markdown().split("## A")[1]
     assert "NIQE column left out" in res.to_markdown()
+
+
+def test_real_niqe_when_the_package_has_it(tmp_path, model) -> None:
+    nr = pytest.importorskip("iaca_metric.no_reference_metrics", reason="NIQE module not in this checkout")
+    try:
+        nr.load_niqe_params()
+    except Exception as exc:  # its pristine model is fetched once; offline without a cache it cannot be
+        pytest.skip(f"NIQE's pristine model is not available here: {exc}")
+    lay = make_layout(tmp_path, size=(128, 128))
+    res = compare_methods([lay["gamma"], lay["noisy"]], lay["low"], model=model, n_boot=50, progress=False,
+                          thumb_size=0)
+    assert res.has_niqe and not res.notes and not res.problems
+    for r in res.rows[:4]:
+        assert r.niqe == pytest.approx(nr.niqe(load_image(r.output)), rel=1e-6)
+    # NIQE sees the added noise: the noisy method's mean NIQE is worse (higher) on both datasets
+    for s in res.summaries.values():
+        by = {x.method: x for x in s.rows}
+        assert by["noisy"].niqe_mean > by["gamma"].niqe_mean
 
 
 # ---------------------------------------------------------------------------------------- writers
@@ -527,3 +573,52 @@ def test_console_error_check_catches_a_broken_page(tmp_path, browser) -> None:
     browser.get(bad.as_uri())
     errors = _console_errors(browser)
     assert len(errors) == 1 and "undefinedFunction" in errors[0]
+
+
+# ------------------------------------------------------------------------------ scripts (smoke)
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_synthetic_example_layout_pairs_completely(tmp_path, model) -> None:
+    ex = _load_script(REPO / "examples" / "compare_synthetic.py")
+    root = ex.build_layout(tmp_path, size=(48, 64))
+    res = compare_methods([root / "methods" / m for m in ex.METHODS], root / "low", model=model, n_boot=50,
+                          progress=False, niqe=False, thumb_size=0)
+    assert res.problems == [] and res.datasets == sorted(ex.DATASETS)
+    assert {ds: len(s.images) for ds, s in res.summaries.items()} == ex.DATASETS
+    assert len(res.rows) == sum(ex.DATASETS.values()) * len(ex.METHODS)
+
+
+def test_real_data_demo_script_on_a_generated_shared_layout(tmp_path, monkeypatch, capsys) -> None:
+    """benchmarks/compare_demo.py on a generated stand-in for ../shared/data (same folder names, tiny
+    images), without the two networks: links, generation, comparison, and the published method's
+    missing LOL dataset reported."""
+    demo = _load_script(REPO / "benchmarks" / "compare_demo.py")
+    data = tmp_path / "data"
+    for d_i, ds in enumerate(demo.DATASETS):
+        for i in range(2):
+            pic = make_image(40, 48, seed=10 * d_i + i)
+            _save((pic * 0.15).astype(np.uint8), data / "lowlight" / ds / f"{i + 1}.{'jpg' if ds == 'DICM' else 'png'}")
+            if ds != "LOL_eval15_full":
+                _save(pic, data / "enhanced" / "ZeroDCE" / ds / f"{i + 1}.{'jpg' if ds == 'DICM' else 'png'}")
+    out = tmp_path / "work"
+    monkeypatch.setattr("iaca_metric.api.default_model", lambda device=None: make_model("reference_or_image"))
+    assert demo.main(["--data", str(data), "--out", str(out), "--skip-nets", "--no-docs", "--threads", "1"]) == 0
+    printed = capsys.readouterr()
+    assert "## LOL_eval15_full" in printed.out and "ZeroDCE_published left out" in printed.out
+    assert "missing output: ZeroDCE_published / LOL_eval15_full (all 2)" in printed.err
+    assert (out / "low" / "DICM").is_symlink() and (out / "report" / "report.html").is_file()
+    rows = read_scores(out / "report" / "scores.jsonl")
+    assert {r["method"] for r in rows} == {"ZeroDCE_published", *demo.CLASSICAL}
+    assert sum(r["iaca"] is not None for r in rows) == 2 * 2 + 6 * len(demo.CLASSICAL)
+    with pytest.raises(SystemExit, match="outside the repository"):
+        demo.main(["--data", str(data), "--out", str(REPO / "tmp_demo"), "--skip-nets", "--no-docs"])
