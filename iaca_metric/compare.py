@@ -285,11 +285,13 @@ def _natural_key(s: str) -> list:
 
 def _index_folder(root: Path, what: str, problems: list[Problem], method: str = "") -> dict[tuple[str, str], Path]:
     """(dataset, image) -> file for every image under ``root``. ``image`` is the path below the dataset
-    folder without its suffix, '/'-separated. Two files with one stem in one folder are ambiguous."""
+    folder without its suffix, '/'-separated. Two files with one stem in one folder are ambiguous: both
+    are left out (a missing output for a method folder) and reported."""
     if not root.is_dir():
         raise InputError(f"{what} {str(root)!r} is not a folder; pass a folder of images "
                          "(datasets as sub-folders, e.g. DICM/01.png)")
     found: dict[tuple[str, str], Path] = {}
+    ambiguous: dict[tuple[str, str], Path] = {}
     seen_dirs: set[str] = set()
     # Symlinked dataset folders are followed (a comparison folder of links to the real data is a normal
     # way to pick datasets); a link back up the tree is visited once, not forever.
@@ -307,10 +309,13 @@ def _index_folder(root: Path, what: str, problems: list[Problem], method: str = 
             parts = p.relative_to(root).with_suffix("").parts
             ds, image = (FLAT_DATASET, parts[0]) if len(parts) == 1 else (parts[0], "/".join(parts[1:]))
             key = (ds, image)
-            if key in found:
+            if key in found or key in ambiguous:
+                first = found.pop(key, None) or ambiguous[key]
+                ambiguous[key] = first
+                # Scoring either file could silently compare the wrong image: neither is used.
                 problems.append(Problem("ambiguous", method, ds, image, str(p),
-                                        f"{found[key].name} and {p.name} in one folder share the stem; "
-                                        f"using {found[key].name}, rename or remove the other"))
+                                        f"{first.name} and {p.name} in one folder share the stem, so neither "
+                                        "is used; remove or rename one"))
                 continue
             found[key] = p
     return found

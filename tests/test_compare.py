@@ -207,7 +207,10 @@ def test_missing_extra_and_ambiguous_outputs_are_reported(tmp_path) -> None:
     p = pair_methods([lay[m] for m in ENHANCE], lay["low"])
     kinds = sorted((x.kind, x.method, x.dataset, x.image) for x in p.problems)
     assert kinds == [("ambiguous", "noisy", "B", "3"), ("extra_output", "gain", "A", "99"),
-                     ("extra_output", "gain", "C", "1"), ("missing_output", "gain", "A", "02")]
+                     ("extra_output", "gain", "C", "1"), ("missing_output", "gain", "A", "02"),
+                     ("missing_output", "noisy", "B", "3")]  # neither of the two files named 3 is used
+    amb = next(x for x in p.problems if x.kind == "ambiguous")
+    assert "3.jpg and 3.png" in amb.detail and ("B", "3") not in p.outputs["noisy"]
     missing = next(x for x in p.problems if x.kind == "missing_output")
     assert missing.path.endswith("02.png") and "gain" in missing.detail
     assert ("A", "02") not in p.outputs["gain"] and ("A", "02") in p.outputs["gamma"]
@@ -279,6 +282,28 @@ def test_missing_output_and_size_mismatch_reported_and_excluded(tmp_path, model)
     assert row.iaca is None and "48x48" in row.error
     lines = res.problem_summary()
     assert any("missing output: gain / A: 1 image(s): 9" in line for line in lines)
+
+
+def test_missing_and_mismatched_ground_truth(tmp_path, model) -> None:
+    lay = make_layout(tmp_path, gt=True)
+    (lay["gt"] / "A" / "02.png").unlink()
+    _save(make_image(32, 32), lay["gt"] / "A" / "10.png")  # wrong size
+    for f in (lay["gt"] / "B").iterdir():
+        f.unlink()                                            # no ground truth for dataset B at all
+    res = compare_methods([lay["gamma"], lay["gain"]], lay["low"], lay["gt"], model=model, n_boot=50,
+                          progress=False, niqe=False, thumb_size=0)
+    kinds = sorted((p.kind, p.dataset, p.image) for p in res.problems)
+    assert kinds == [("gt_size_mismatch", "A", "10"), ("missing_gt", "A", "02")]
+    assert res.has_gt
+    a, b = res.summaries["A"], res.summaries["B"]
+    assert a.images == DATASETS["A"]  # IACA statistics still use every input
+    by = {(r.image, r.method): r for r in res.rows}
+    assert by[("02", "gamma")].psnr is None and by[("10", "gamma")].psnr is None and by[("10", "gamma")].iaca is not None
+    want = np.mean([by[(im, "gamma")].psnr for im in ("01", "9")])
+    assert a.rows[0].psnr_mean == pytest.approx(want)
+    assert "PSNR/SSIM over the 2 of 4 inputs that have ground truth" in a.notes
+    assert b.rows[0].psnr_mean is None and "PSNR/SSIM over the 0 of 3 inputs that have ground truth" in b.notes
+    assert "| - |" in res.to_markdown().split("## B")[1]  # not computed, shown as a dash
 
 
 def test_method_without_a_dataset_is_left_out_of_that_table(tmp_path, model) -> None:
@@ -561,6 +586,28 @@ def test_report_renders_and_sorts_in_headless_chromium(result, tmp_path, browser
     with Image.open(tmp_path / "shot.png") as shot:
         arr = np.asarray(shot.convert("RGB"), dtype=np.float64)
     assert arr.shape[0] > 500 and arr.std() > 20  # not a blank page
+    assert _console_errors(browser) == []
+
+
+@needs_chromium
+def test_report_with_a_missing_output_sorts_it_last(tmp_path, model, browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    lay = make_layout(tmp_path / "data", size=(40, 48))
+    (lay["gain"] / "A" / "02.png").unlink()
+    res = compare_methods([lay[m] for m in ENHANCE], lay["low"], model=model, n_boot=50, progress=False,
+                          niqe=False, thumb_size=48)
+    page = tmp_path / "report.html"
+    page.write_text(res.to_html(), encoding="utf-8")
+    browser.get(page.as_uri())
+    cell = browser.find_element(By.CSS_SELECTOR, 'table.images[data-dataset="A"] tr[data-image="02"] td.missing')
+    assert cell.text == "missing" and cell.is_displayed()
+    assert "1 problem(s)" in browser.find_element(By.CSS_SELECTOR, "details.problems summary").text
+    header = next(th for th in browser.find_elements(By.CSS_SELECTOR, 'table.images[data-dataset="A"] th')
+                  if th.text.strip().startswith("gain"))
+    for _ in range(2):  # ascending, then descending: the input without a gain output stays last
+        header.click()
+        assert _column_order(browser, "A")[-1] == "02"
     assert _console_errors(browser) == []
 
 
