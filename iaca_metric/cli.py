@@ -1,4 +1,4 @@
-"""Command line: ``iaca-metric {score,demo,info,convert,train}``."""
+"""Command line: ``iaca-metric {score,compare,demo,info,convert,train}``."""
 from __future__ import annotations
 
 import argparse
@@ -170,6 +170,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """``iaca-metric compare``: score methods side by side (see iaca_metric.compare)."""
+    from .compare import run_compare_cli
+
+    return run_compare_cli(args, _load_model)
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training.train import train
 
@@ -233,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="iaca_demo", help="output folder (contact sheet PNG + CSV)")
     d.add_argument("--size", type=int, default=256, help="short side of the demo photos in pixels")
     d.set_defaults(func=_cmd_demo)
+
+    from .compare import add_compare_arguments
+
+    cm = sub.add_parser("compare", help="compare enhancement methods: tables (Markdown/LaTeX/CSV) and an HTML report")
+    add_compare_arguments(cm)
+    cm.set_defaults(func=_cmd_compare)
 
     from .training.train import build_parser as train_parser
 

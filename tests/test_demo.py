@@ -17,7 +17,8 @@ from PIL import Image
 
 import iaca_metric
 import iaca_metric.model
-from iaca_metric.demo import DEMO_METHODS, DEMO_PHOTOS, _photo, _srgb_to_linear, run_demo, simulate_low_light
+from iaca_metric.demo import (DEMO_METHODS, DEMO_PHOTOS, SHEET, _photo, _srgb_to_linear, contact_sheet, interpret,
+                              run_demo, simulate_low_light)
 
 from iaca_test_models import make_image, make_model
 
@@ -91,11 +92,28 @@ def _check_demo_outputs(out: Path, rows: list[dict]) -> None:
         assert {r["method"] for r in mine} == {"low-light input", *DEMO_METHODS}
         scores = [float(r["score"]) for r in mine]
         assert scores == sorted(scores, reverse=True) and all(np.isfinite(scores))
+    row_h = SHEET["tile_h"] + SHEET["caption_h"] + SHEET["gap"]
     with Image.open(out / "contact_sheet.png") as sheet:
         sheet.load()
         assert sheet.mode == "RGB"
-        assert sheet.height == len(DEMO_PHOTOS) * (160 + 34)
-        assert sheet.width > n_cands * 160  # n_cands tiles per row, each at least 160 px wide
+        assert sheet.size == (SHEET["title_w"] + n_cands * (SHEET["tile_w"] + SHEET["gap"]),
+                              SHEET["header_h"] + len(DEMO_PHOTOS) * row_h)
+        arr = np.asarray(sheet, dtype=np.int16)
+    # captions: red exactly under the deliberate failures, in the rank order of scores.csv
+    for p_i, p in enumerate(DEMO_PHOTOS):
+        y0 = SHEET["header_h"] + p_i * row_h
+        title = arr[y0:y0 + SHEET["tile_h"], :SHEET["title_w"]]
+        assert (title.max(axis=2) < 80).sum() > 100  # the row title is drawn (dark text)
+        for r in (r for r in csv_rows if r["photo"] == p):
+            x0 = SHEET["title_w"] + (int(r["rank"]) - 1) * (SHEET["tile_w"] + SHEET["gap"])
+            cap = arr[y0 + SHEET["tile_h"]:y0 + SHEET["tile_h"] + SHEET["caption_h"], x0:x0 + SHEET["tile_w"]]
+            red = ((cap[..., 0] > 150) & (cap[..., 1] < 80) & (cap[..., 2] < 80)).sum()
+            inked = (cap.min(axis=2) < 200).sum()
+            assert inked > 150, (p, r["method"])  # caption text present (black, red or grey)
+            assert (red > 50) == r["method"].startswith("fail_"), (p, r["method"], red)
+    text = (out / "interpretation.txt").read_text()
+    assert text.startswith("What this shows") and "What to conclude" in text
+    assert text == "\n".join(interpret(rows)) + "\n"
 
 
 def test_run_demo_with_test_model(tmp_path, monkeypatch, capsys) -> None:
@@ -108,6 +126,7 @@ def test_run_demo_with_test_model(tmp_path, monkeypatch, capsys) -> None:
     _check_demo_outputs(tmp_path / "demo", rows)
     printed = capsys.readouterr().out
     assert "efficientnet_lite0" in printed and "wrote" in printed
+    assert "What this shows" in printed and "What to conclude" in printed
     # the low-light input's score is the score of the simulated capture against itself
     photo = DEMO_PHOTOS[0]
     low = simulate_low_light(_photo(photo, 64), np.random.default_rng(0)).astype(np.float32) / 255
@@ -125,3 +144,58 @@ def test_run_demo_with_embedded_model(tmp_path) -> None:
     pytest.importorskip("skimage")
     rows = run_demo(out_dir=tmp_path / "demo", size=64)
     _check_demo_outputs(tmp_path / "demo", rows)
+
+
+# ------------------------------------------------------------------------------------ interpretation
+def _rows(ranking: dict[str, list[str]], photos: list[str]) -> list[dict]:
+    rows = []
+    for p in photos:
+        for rank, m in enumerate(ranking[p], 1):
+            rows.append({"photo": p, "method": m, "score": -float(rank), "rank": rank})
+    return rows
+
+
+def test_interpret_counts_where_failures_landed() -> None:
+    order = ["gamma_3", "fail_noise_amplified", "clahe", "low-light input", "fail_over_enhance"]
+    rows = _rows({"p1": order, "p2": ["clahe", "gamma_3", "fail_noise_amplified", "fail_over_enhance",
+                                      "low-light input"]}, ["p1", "p2"])
+    lines = interpret(rows)
+    assert lines[0] == "What this shows (ranks out of 5 per photo, 1 = best):"
+    noise = next(x for x in lines if x.startswith("- fail_noise_amplified: "))
+    assert "ranked 2, 3 on p1, p2 (in the top 2 on 1 of 2 photos)" in noise
+    assert "ranked 5, 4 on p1, p2 (in the top 2 on 0 of 2 photos)" in next(
+        x for x in lines if x.startswith("- fail_over_enhance: "))
+    # clean vs failures: p1: gamma beats both, clahe beats over only (3 of 4); p2: 4 of 4 -> 7 of 8
+    assert any("beat the deliberate failures in 7 of 8 same-photo comparisons (88%)" in x for x in lines)
+    assert any("above the unenhanced low-light input in 4 of 4 cases (100%)" in x for x in lines)
+    # noise failure in the top 2 on half of the photos: the model card's known weakness is named
+    assert any(x.startswith("- fail_noise_amplified lands in the top 2") and "blind spot" in x for x in lines)
+    assert "- In short: on these photos the score separates the clean enhancements from the failures." in lines
+    assert lines[-1].startswith("What to conclude")
+
+
+def test_interpret_when_failures_rank_low() -> None:
+    rows = _rows({"p": ["clahe", "gamma_3", "low-light input", "fail_colour_cast", "fail_over_enhance"]}, ["p"])
+    lines = interpret(rows)
+    assert any("beat the deliberate failures in 4 of 4" in x for x in lines)
+    assert any("Every deliberate failure ranks below the top 2" in x for x in lines)
+    assert not any("lands in the top" in x for x in lines)
+    rows = _rows({"p": ["fail_colour_cast", "clahe", "fail_over_enhance", "gamma_3", "low-light input"]}, ["p"])
+    lines = interpret(rows)  # clahe beats fail_over_enhance, gamma_3 beats neither: 1 of 4
+    assert any("beat the deliberate failures in 1 of 4" in x for x in lines)
+    assert "- In short: on these photos the score does not separate the clean enhancements from the failures." in lines
+
+
+def test_contact_sheet_long_names_stay_inside_their_tile(tmp_path) -> None:
+    img = np.full((60, 90, 3), 0.5, dtype=np.float32)
+    long = "a_very_long_method_name_that_would_overflow_its_tile"
+    contact_sheet([[(long, 0.5, img), ("fail_x", -0.25, img)]], ["photo"], tmp_path / "s.png")
+    with Image.open(tmp_path / "s.png") as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.int16)
+    y = SHEET["header_h"] + SHEET["tile_h"]
+    first_gap = arr[y:y + SHEET["caption_h"], SHEET["title_w"] + SHEET["tile_w"]:SHEET["title_w"] + SHEET["tile_w"] + SHEET["gap"]]
+    assert first_gap.min() >= 250  # nothing drawn in the gap between the first and second tile
+    # small images are scaled up to fill the tile box (90x60 -> 220 wide or 165 high)
+    tile = arr[SHEET["header_h"]:y, SHEET["title_w"]:SHEET["title_w"] + SHEET["tile_w"]]
+    grey = (np.abs(tile - 128) <= 2).all(axis=2)
+    assert grey.any(axis=0).sum() == SHEET["tile_w"] or grey.any(axis=1).sum() == SHEET["tile_h"]
