@@ -439,7 +439,7 @@ def _thumbnail(t: torch.Tensor, size: int, quality: int = 82) -> str:
 def _niqe_function() -> tuple[Callable | None, str | None]:
     """The package's NIQE, imported lazily (an optional module); (None, reason) when unavailable."""
     try:
-        from .no_reference_metrics import niqe  # type: ignore[attr-defined]
+        from .evaluation.no_reference_metrics import niqe  # type: ignore[attr-defined]
     except ImportError as exc:
         return None, (f"NIQE column left out: iaca_metric.no_reference_metrics.niqe is not available "
                       f"in this install ({exc})")
@@ -576,7 +576,7 @@ def compare_methods(method_dirs: Sequence[str | os.PathLike], ref_dir: str | os.
     """
     from . import __version__
     from .api import default_model, score
-    from .reference_metrics import psnr, ssim
+    from .evaluation.reference_metrics import psnr, ssim
 
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")

@@ -319,12 +319,16 @@ def test_method_without_a_dataset_is_left_out_of_that_table(tmp_path, model) -> 
     assert res.thumbnails == {}
 
 
+# where compare imports NIQE from (the module's home; ``iaca_metric.no_reference_metrics`` is a shim to it)
+NR_MODULE = "iaca_metric.evaluation.no_reference_metrics"
+
+
 def test_niqe_column_when_available_and_note_when_not(tmp_path, model, monkeypatch) -> None:
     lay = make_layout(tmp_path, size=(40, 40))
     dirs = [lay["gamma"], lay["gain"]]
-    fake = types.ModuleType("iaca_metric.no_reference_metrics")
+    fake = types.ModuleType(NR_MODULE)
     fake.niqe = lambda x: 10.0 - 5.0 * float(x.mean())  # brightness stand-in; gets one (3, H, W) tensor
-    monkeypatch.setitem(sys.modules, "iaca_metric.no_reference_metrics", fake)
+    monkeypatch.setitem(sys.modules, NR_MODULE, fake)
     res = compare_methods(dirs, lay["low"], model=model, n_boot=50, progress=False)
     assert res.has_niqe and not res.notes
     r = res.rows[0]
@@ -347,7 +351,7 @@ def test_niqe_column_when_available_and_note_when_not(tmp_path, model, monkeypat
     assert [(p.kind, p.method, p.dataset, p.image) for p in res.problems] == [("niqe_failed", "gamma", "A", "01")]
     assert "NIQE of gamma over 3 of 4 inputs" in " ".join(res.summaries["A"].notes)
     assert res.summaries["A"].images == DATASETS["A"]  # still compared on every input
-    monkeypatch.setitem(sys.modules, "iaca_metric.no_reference_metrics", None)  # import fails
+    monkeypatch.setitem(sys.modules, NR_MODULE, None)  # import fails
     res = compare_methods(dirs, lay["low"], model=model, n_boot=50, progress=False)
     assert not res.has_niqe and all(r.niqe is None for r in res.rows)
     assert any("NIQE column left out" in n for n in res.notes)

@@ -1,4 +1,5 @@
 """The research toolkit, separate from the metric core: the offline demo
-(:mod:`~iaca_metric.research.demo`). Training lives in :mod:`iaca_metric.training`; the Zero-DCE network
-is still :mod:`iaca_metric.zero_dce` (another branch is editing it; it moves here after that merge, with
-a shim at the old path like ``iaca_metric.demo``'s). The old path ``iaca_metric.demo`` remains importable."""
+(:mod:`~iaca_metric.research.demo`) and the Zero-DCE network with its pretrained weights
+(:mod:`~iaca_metric.research.zero_dce`). Training lives in :mod:`iaca_metric.training` (so
+``python -m iaca_metric.training.*`` is unchanged). The old paths ``iaca_metric.demo`` and
+``iaca_metric.zero_dce`` remain importable as the same module objects."""

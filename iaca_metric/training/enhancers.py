@@ -288,7 +288,7 @@ _ZDCE: dict[str, torch.nn.Module] = {}
 
 
 def _zero_dce(low: np.ndarray, n_iter: int) -> np.ndarray:
-    from iaca_metric.zero_dce import load_pretrained_zero_dce
+    from ..research.zero_dce import load_pretrained_zero_dce
 
     if "m" not in _ZDCE:  # load once per process (workers each hold a copy, 0.3 MB)
         _ZDCE["m"] = load_pretrained_zero_dce()
