@@ -3,6 +3,7 @@ dependencies are exactly the five the package promises."""
 from __future__ import annotations
 
 import configparser
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -78,3 +79,46 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def _ci_lines() -> list[str]:
+    return (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text().splitlines()
+    cmd = readme[readme.index("Install the test extras and run the whole suite:") + 3]
+    assert cmd.endswith("python -m pytest -q tests"), cmd
+    code = [ln for ln in _ci_lines() if ln.strip() and not ln.lstrip().startswith("#")]
+    assert code[-1] == cmd  # verbatim, and the last thing CI does (its exit status is CI's)
+
+
+@pytest.mark.parametrize("has_browser,apt_ok", [(True, True), (False, True), (False, False)])
+def test_ci_chromium_step_is_guarded_and_best_effort(tmp_path, has_browser, apt_ok):
+    # The step as .ci/run has it, run under the script's own `set -euo pipefail` with stand-ins on PATH:
+    # nothing is installed when both tools are there; a failing apt-get must not stop CI.
+    lines = _ci_lines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("{ command -v chromium"))
+    stop = next(i for i in range(start, len(lines)) if not lines[i].endswith("\\"))
+    step = "\n".join(lines[start:stop + 1])
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    log = tmp_path / "apt.log"
+    tools = {"apt-get": f'echo "$*" >> {log}\nexit {0 if apt_ok else 100}\n'}
+    if has_browser:
+        tools.update({"chromium": "exit 0\n", "chromedriver": "exit 0\n"})
+    for name, body in tools.items():
+        (bin_ / name).write_text("#!/bin/sh\n" + body)
+        (bin_ / name).chmod(0o755)
+    bash = shutil.which("bash")
+    out = subprocess.run([bash, "-c", "set -euo pipefail\n" + step + "\necho reached-the-tests"],
+                         capture_output=True, text=True, timeout=60, env={"PATH": str(bin_)})
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "reached-the-tests", (out.stdout, out.stderr)
+    calls = log.read_text().splitlines() if log.exists() else []
+    if has_browser:
+        assert calls == []
+    elif apt_ok:
+        assert calls == ["update -q", "install -y -q chromium chromium-driver"]
+        assert "will skip" not in out.stdout
+    else:
+        assert calls == ["update -q"] and "headless-browser tests in tests/test_compare.py will skip" in out.stdout
