@@ -206,7 +206,10 @@ def plot_accuracy(plt, files: list[tuple[Path, dict]], plot_dir: Path) -> list[P
                     ax.scatter([p for p, _, _ in pts], [t for _, t, _ in pts], c=cols, s=12, alpha=0.8)
                     r = (ds.get("metrics") or {}).get("iaca", {})
                     ax.set_xlabel("IACA score (raw)")
-                    ax.set_ylabel("target (subjective score)")
+                    # Say what the truth is: SICE-built labels are modelled win rates, not human ratings;
+                    # only a SQUARE-LOL-layout dataset carries human ones.
+                    ax.set_ylabel("label (human win rate)" if name.startswith("squarelol")
+                                  else "label (modelled win rate)")
                     ax.set_title(f"{name}: SRCC {num(r.get('srcc'))}, within-scene SRCC median "
                                  f"{num(r.get('within_srcc_median'))}\n{len(pts)} images, one colour per scene "
                                  f"({len(groups)} scenes)", fontsize=9)
