@@ -35,7 +35,7 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 #: Version of :func:`measure`'s definitions; stored with every measured candidate so that a build
 #: re-measures (from its saved images) what an older version measured.
-MEASURES_VERSION = 2
+MEASURES_VERSION = 3
 
 #: Names of the stored measures (all computed by :func:`measure`).
 MEASURES: tuple[str, ...] = (
@@ -54,6 +54,7 @@ MEASURES: tuple[str, ...] = (
     "halo",          # structure near strong edges that no local tone curve of the reference explains (halos, ringing)
     "spectrum",      # log(fine / coarse band-pass energy), candidate minus reference: < 0 blur, smoothing, halos
     "gms",           # gradient-magnitude-similarity deviation (GMSD) on contrast-normalised luma
+    "artefact",      # fine structure no local tone curve of the reference explains, in the candidate's sRGB luma
 )
 
 
@@ -121,7 +122,8 @@ def _box(a: np.ndarray, r: int) -> np.ndarray:
     return ndimage.uniform_filter(a, (1, 1, 2 * r + 1, 2 * r + 1), mode="reflect")
 
 
-def _unexplained(c: torch.Tensor, guide: torch.Tensor, r: int = 10, eps: float = 1e-4) -> torch.Tensor:
+def _unexplained(c: torch.Tensor, guide: torch.Tensor, r: int = 10, eps: float = 1e-4,
+                 smooth: float = 2.0) -> torch.Tensor:
     """|c - local affine function of guide|, smoothed at 2 px: structure of ``c`` (N, 1, H, W) that no
     locally linear tone mapping of ``guide`` (1, 1, H, W) (radius ``r``) produces. A tone curve, an
     exposure change or a colour transform is locally linear and leaves ~0; a halo (a function of the
@@ -135,7 +137,7 @@ def _unexplained(c: torch.Tensor, guide: torch.Tensor, r: int = 10, eps: float =
     b = mp - a * mi
     q = _box(a, r) * i + _box(b, r)
     res = torch.from_numpy(np.abs(p - q).astype(np.float32))
-    return _gauss(res, 2.0)
+    return _gauss(res, smooth)
 
 
 def _blockiness(y: torch.Tensor) -> torch.Tensor:
@@ -183,6 +185,7 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_detail = r_band[textured].mean()
         r_coarse = (_gauss(rn, 4.0) - _gauss(rn, 16.0)).abs()
         r_halo = _unexplained(ry, ry)[near_edge].mean()
+        r_art = _unexplained(ry, ry, r=4, eps=1e-4, smooth=1.0).mean()
         r_fine = (rn - _gauss(rn, 1.5)).abs()[textured].mean()
         r_spec = torch.log((r_fine + 1e-3) / (r_coarse[textured | edges].mean() + 1e-3))
         r_ab = _lab_ab(F.avg_pool2d(r, 2))
@@ -234,26 +237,34 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             cst = 0.0026 * 4
             gms = (2 * cg * rg + cst) / (cg**2 + rg**2 + cst)
             out["gms"].append(gms.flatten(1).std(dim=1, unbiased=False).numpy())
+            # Posterised shadows, blotches, compression blocks on any grid, amplified noise: whatever a
+            # locally affine map of the reference (4 px windows) cannot produce. Measured in the
+            # candidate's own sRGB luma (roughly perceptually uniform), so a darker result that hides
+            # its artefacts is not charged for them as if it were brightened.
+            art = _unexplained(cy, ry, r=4, eps=1e-4, smooth=1.0).mean(dim=(1, 2, 3))
+            out["artefact"].append((art - r_art).numpy())
     return {k: np.concatenate(v).astype(np.float64) for k, v in out.items()}
 
 
 #: Weight of each penalty in the utility (units: one unit of utility ~ 1/SIGMA JNDs). Chosen by hand
 #: from what each penalty means (docs/training_data.md) and validated, not fitted, by the checks.
 WEIGHTS: dict[str, float] = {
-    "under": 2.0,       # per stop darker than the target exposure (target_luma)
+    "under": 1.5,       # per stop darker than the target exposure (target_luma)
+    "under_sq": 3.0,    # per squared stop darker: a dark result gets worse ever faster (the input is 1.5-4 stops under)
     "over": 1.6,        # per stop brighter than the target exposure
     "clip": 6.0,        # per unit of extra clipped-pixel fraction
     "structure": 4.0,   # per unit of (1 - SSIM)
     "chroma": 0.08,     # per CIELAB unit of local chroma error
-    "cast": 0.12,       # per CIELAB unit of global cast
+    "cast": 0.25,       # per CIELAB unit of global cast
     "washout": 1.5,     # per unit of lost colourfulness (log ratio), only when duller than the reference
-    "oversat": 1.5,     # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
+    "oversat": 9.0,     # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
     "noise": 6.0,       # per unit of excess normalised high-frequency energy in flat regions
     "smooth": 1.5,      # per unit of lost band-pass detail (log ratio), only when smoother
-    "block": 25.0,      # per unit of excess normalised blockiness
+    "block": 10.0,      # per unit of excess normalised blockiness
     "halo": 40.0,       # per unit of unexplained structure near edges (luma units, reference exposure)
-    "soft": 3.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
+    "soft": 6.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
     "gms": 3.0,         # per unit of GMSD
+    "artefact": 150.0,   # per unit of unexplained fine structure (sRGB luma units)
 }
 #: Thurstone discriminal dispersion: utility difference at which a pair is decided 84 : 16.
 SIGMA = 0.08
@@ -283,6 +294,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     stops = np.log2((v["luma"] + 0.03) / (target_luma(v["luma_ref"]) + 0.03))
     return {
         "under": np.maximum(0.0, -stops),
+        "under_sq": np.maximum(0.0, -stops) ** 2,
         "over": np.maximum(0.0, stops),
         "clip": np.maximum(0.0, v["clip"] - v["clip_ref"]),
         "structure": 1.0 - v["ssim"],
@@ -296,6 +308,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "halo": np.maximum(0.0, v["halo"]),
         "soft": np.maximum(0.0, -v["spectrum"]),
         "gms": v["gms"],
+        "artefact": np.maximum(0.0, v["artefact"]),
     }
 
 

