@@ -49,13 +49,16 @@ def _progress(it, **kw):
 
 
 @torch.no_grad()
-def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bool = True) -> dict[str, list]:
-    """Every metric on every record. IACA with the low-light input ("iaca") and without ("iaca_no_ref")."""
+def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bool = True,
+                  others: dict[str, IACAMetric] | None = None) -> dict[str, list]:
+    """Every metric on every record. IACA with the low-light input ("iaca") and without ("iaca_no_ref");
+    ``others`` ({name: model}, e.g. the previous default) are scored on the same records, with ref."""
+    others = others or {}
     lpips_fn, lpips_reason = lpips_or_reason() if with_ref_metrics else (None, "not requested")
     # NIQE and BRISQUE (lower is better, negated here like every baseline); (None, reason) when their
     # model files can be neither found nor fetched
     nr_fns = nr_baselines_or_reason()
-    out: dict[str, list] = {k: [] for k in ["iaca", "iaca_no_ref", "psnr", "ssim", "ms_ssim", "lpips",
+    out: dict[str, list] = {k: [] for k in ["iaca", "iaca_no_ref", *others, "psnr", "ssim", "ms_ssim", "lpips",
                                             *BASELINES, *nr_fns]}
     cache: dict[Path, torch.Tensor] = {}
 
@@ -75,6 +78,8 @@ def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bo
         out["iaca"].append(float(model.features_to_output(f16, f32, illum).score))
         out["iaca_no_ref"].append(float(model.features_to_output(f16, f32, model.illumination_map(img, None)).score)
                                   if not model.requires_ref else float("nan"))
+        for name, m in others.items():
+            out[name].append(float(m(img, low if m.uses_ref else None)))
         ref = load(r.ref) if (r.ref is not None and with_ref_metrics) else None
         if ref is not None and ref.shape == img.shape:
             out["psnr"].append(float(psnr(img, ref)))
@@ -124,14 +129,14 @@ def _summaries(scores: dict[str, list], target: list[float], groups: list[str], 
             results[name] = {"unavailable": (scores.get(f"_{name}_reason") or ["no data"])[0] or "no data"}
             continue
         keep = ~np.isnan(v) & ~np.isnan(t)
-        lm = (model.mos_scale, model.mos_offset) if name.startswith("iaca") else None
+        lm = (model.mos_scale, model.mos_offset) if name in ("iaca", "iaca_no_ref") else None
         results[name] = summarize(v[keep], t[keep], [g for g, k in zip(groups, keep) if k], linear_map=lm)
     return results
 
 
-def evaluate(records: list[Record], model: IACAMetric) -> dict:
+def evaluate(records: list[Record], model: IACAMetric, others: dict[str, IACAMetric] | None = None) -> dict:
     t0 = time.time()
-    scores = score_records(records, model)
+    scores = score_records(records, model, others=others)
     target = [r.score for r in records]
     groups = [r.group for r in records]
     results = _summaries(scores, target, groups, model)
@@ -207,7 +212,7 @@ def _downscale(x: torch.Tensor, max_side: int) -> torch.Tensor:
 
 @torch.no_grad()
 def method_preference_check(data_root: Path, model: IACAMetric, records: list[Record] | None = None,
-                            max_side: int = PREF_MAX_SIDE) -> dict:
+                            max_side: int = PREF_MAX_SIDE, others: dict[str, IACAMetric] | None = None) -> dict:
     """Human fact: SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised in 287 of 290 scenes.
 
     Runs the official Zero-DCE snapshot and the Self_Supervised network (``../shared/data/weights``)
@@ -235,12 +240,18 @@ def method_preference_check(data_root: Path, model: IACAMetric, records: list[Re
             # 8-bit, as both would be saved and published
             a, b = (torch.round(a * 255) / 255, torch.round(b * 255) / 255)
             ref = low if model.uses_ref else None
-            rows.append({"set": sub, "name": f.name, "zero_dce": float(model(a, ref)),
-                         "self_supervised": float(model(b, ref)),
-                         "input_mean_luma": float(luma(low[0].permute(1, 2, 0).numpy()).mean())})
+            row = {"set": sub, "name": f.name, "zero_dce": float(model(a, ref)), "self_supervised": float(model(b, ref)),
+                   "input_mean_luma": float(luma(low[0].permute(1, 2, 0).numpy()).mean())}
+            for name, m in (others or {}).items():
+                r2 = low if m.uses_ref else None
+                row[f"{name}_zero_dce"], row[f"{name}_self_supervised"] = float(m(a, r2)), float(m(b, r2))
+            rows.append(row)
     out = {"lowlight": _pref(rows), "lowlight_by_set": {s: _pref([r for r in rows if r["set"] == s])
                                                          for s in LOWLIGHT_SETS},
            "max_side": max_side, "rows": rows}
+    for name in others or {}:
+        alt = [{"zero_dce": r[f"{name}_zero_dce"], "self_supervised": r[f"{name}_self_supervised"]} for r in rows]
+        out[f"lowlight_{name}"] = _pref(alt)
     if records:
         by: dict[str, dict[str, Record]] = {}
         for r in records:
@@ -294,25 +305,31 @@ def main(argv: list[str] | None = None) -> int:
                     help="data root with lowlight/ and weights/: Zero-DCE (official) vs Self_Supervised check")
     ap.add_argument("--out", type=Path, default=Path("docs/results/accuracy.json"))
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--previous", default=None, help="weights folder of the previous default model: scored on the "
+                    "same records as 'iaca_previous' for comparison")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = IACAMetric() if args.model is None else IACAMetric.from_pretrained(args.model)
+    others = {"iaca_previous": IACAMetric.from_pretrained(args.previous).eval()} if args.previous else {}
     report = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} "
               f"{platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
               "command": "python " + " ".join(sys.argv), "model": {"arch": model.arch, **model.weights_info},
               "datasets": {}}
     if args.sice:
         recs = read_sice_index(args.sice, split=args.sice_split)
-        report["datasets"]["sice_" + args.sice_split] = evaluate(recs, model)
+        report["datasets"]["sice_" + args.sice_split] = evaluate(recs, model, others)
     if args.squarelol:
         recs = read_squarelol(args.squarelol, split=args.squarelol_split)
         report["datasets"]["squarelol_" + args.squarelol_split] = evaluate(recs, model)
     if args.zerodce:
         report["zerodce_vs_input"] = zerodce_check(args.zerodce, model)
+        for name, m in others.items():
+            report[f"zerodce_vs_input_{name}"] = {k: v for k, v in zerodce_check(args.zerodce, m).items() if k != "rows"}
     if args.preference:
         test_recs = read_sice_index(args.sice, split=args.sice_split) if args.sice else None
-        report["zero_dce_vs_self_supervised"] = method_preference_check(args.preference, model, test_recs)
+        report["zero_dce_vs_self_supervised"] = method_preference_check(args.preference, model, test_recs,
+                                                                        others=others)
     for name, res in report["datasets"].items():
         print(_table(name, res))
         iaca = res["metrics"]["iaca"]["within_srcc_median"]
