@@ -32,8 +32,8 @@ DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
 # changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
 # reads the shipped files and checks them against it).
-DEFAULT_MODEL_SHA256 = "152bdeb5c52253b304c0fbabd8ed5cab600b64bab93cbbdf086d5741f2e8a0c0"  # model.safetensors
-DEFAULT_CONFIG_SHA256 = "adfb109bf2ab9ec48f79e1b2b297842e94a13c1afcdecc49e43cc36b9bb4b8b6"  # config.json
+DEFAULT_MODEL_SHA256 = "c92b683c3a2d189e0cf36e28aeabb6030fb2950a87dfe099783a5a1f93c22170"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "0af55b874d5932e9f49b85f8382f55547d176225a65ea680960dd3a457b1f2ef"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

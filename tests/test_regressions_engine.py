@@ -386,7 +386,7 @@ def test_bad_score_arguments_fail_fast_with_one_line(folder, tmp_path, bad) -> N
     cmd = [sys.executable, "-m", "iaca_metric.cli", "score", str(folder["imgs"]), "--model", str(folder["model_dir"]),
            "--quiet", *bad]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert res.returncode == 2, res.stderr[-2000:]
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.stderr, res.stderr
