@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace, run: Path, exclude: str) -> Path:
     argv = ["--data", str(args.data), "--run", str(run), "--cache", str(args.cache), "--freeze", args.freeze,
             "--max-candidates", str(args.max_candidates), "--val-max-candidates", str(args.max_candidates),
             "--epochs", str(args.epochs), "--lr", str(args.lr), "--groups-per-batch", "4",
-            "--threads", str(args.threads), "--seed", "0"]
+            "--threads", str(args.threads), "--seed", str(args.seed)]
     if exclude:
         argv += ["--exclude-families", exclude]
     if not (run / "best" / "model.safetensors").is_file() or _epochs_done(run) < args.epochs:
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-candidates", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--families", default="", help="comma-separated subset (default: every family)")
     ap.add_argument("--out", type=Path, default=Path("docs/results/lofo.json"))
     args = ap.parse_args(argv)
