@@ -169,7 +169,7 @@ def test_interpret_counts_where_failures_landed() -> None:
     assert any("beat the deliberate failures in 7 of 8 same-photo comparisons (88%)" in x for x in lines)
     assert any("above the unenhanced low-light input in 4 of 4 cases (100%)" in x for x in lines)
     # noise failure in the top 2 on half of the photos: the model card's known weakness is named
-    assert any(x.startswith("- fail_noise_amplified lands in the top 2") and "blind spot" in x for x in lines)
+    assert any(x.startswith("- fail_noise_amplified lands in the top 2") and "weak spot" in x for x in lines)
     assert "- In short: on these photos the score separates the clean enhancements from the failures." in lines
     assert lines[-1].startswith("What to conclude")
 

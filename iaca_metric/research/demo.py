@@ -105,9 +105,10 @@ def run_demo(out_dir: str | Path = "iaca_demo", size: int = 256, seed: int = 0) 
 #: Why a deliberate failure can rank high with the default model (said only when it does). Only what the
 #: model card measured is claimed; other failures get the generic advice below.
 _FAILURE_NOTES = {
-    "fail_noise_amplified": "amplified noise is the default model's known blind spot: its training labels "
-                            "(a full-reference panel on SICE exposure brackets) under-penalise noise, see the "
-                            "model card",
+    "fail_noise_amplified": "amplified noise is the default model's measured weak spot: held out of training, "
+                            "noise is the family it places worst (docs/default_model.md), and the demo's "
+                            "simulated shot noise on bright photos is unlike the JPEG-derived SICE noise it "
+                            "was trained on",
 }
 _GENERIC_FAILURE_NOTE = "the model disagrees with the intended failure here; look at the images"
 
