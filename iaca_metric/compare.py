@@ -396,32 +396,11 @@ def pair_methods(method_dirs: Sequence[str | os.PathLike], ref_dir: str | os.Pat
 
 
 # ------------------------------------------------------------------------------------------ helpers
-class _Progress:
+def _Progress(total: int, enabled: bool):  # noqa: N802 - the folder scorer's progress line, labelled
     """tqdm on stderr when installed, else a counter line; silent when disabled."""
+    from .folder_scoring import _Progress as _FolderProgress
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.n, self.enabled, self.t0, self.bar = total, 0, enabled, time.time(), None
-        if enabled:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=total, file=sys.stderr, unit="img", desc="compare", dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def update(self, k: int) -> None:
-        self.n += k
-        if self.bar is not None:
-            self.bar.update(k)
-        elif self.enabled:
-            rate = self.n / max(time.time() - self.t0, 1e-9)
-            print(f"\rcompare: {self.n}/{self.total} outputs, {rate:.1f} img/s", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        elif self.enabled:
-            print(file=sys.stderr)
+    return _FolderProgress(total, enabled, desc="compare", what="outputs")
 
 
 def _thumbnail(t: torch.Tensor, size: int, quality: int = 82) -> str:

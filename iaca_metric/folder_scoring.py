@@ -405,14 +405,14 @@ def _write_results(path: Path | None, rows: list[dict], meta: dict | None = None
 class _Progress:
     """tqdm when installed, else a plain counter line on stderr (tqdm is not a core dependency)."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, desc: str | None = None, what: str = "images") -> None:
         self.total, self.n, self.enabled, self.t0 = total, 0, enabled, time.time()
-        self.bar = None
+        self.bar, self.desc, self.what = None, desc, what
         if enabled:
             try:
                 from tqdm.auto import tqdm
 
-                self.bar = tqdm(total=total, file=sys.stderr, unit="img", dynamic_ncols=True)
+                self.bar = tqdm(total=total, file=sys.stderr, unit="img", desc=desc, dynamic_ncols=True)
             except ImportError:
                 pass
 
@@ -422,7 +422,8 @@ class _Progress:
             self.bar.update(k)
         elif self.enabled:
             rate = self.n / max(time.time() - self.t0, 1e-9)
-            print(f"\r{self.n}/{self.total} images, {rate:.1f} img/s", end="", file=sys.stderr, flush=True)
+            head = f"{self.desc}: " if self.desc else ""
+            print(f"\r{head}{self.n}/{self.total} {self.what}, {rate:.1f} img/s", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
