@@ -255,7 +255,12 @@ def exposure_fusion(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     and blended with Gaussian-pyramid weights and Laplacian-pyramid images.
     """
     m = float(max(luma(low).mean(), 1e-3))
-    gains = np.geomspace(1.0, max(2.0, 1.2 / m), 5)
+    return _finish(mertens_fusion(low, np.geomspace(1.0, max(2.0, 1.2 / m), 5), sigma=0.2))
+
+
+def mertens_fusion(low: np.ndarray, gains: np.ndarray, sigma: float) -> np.ndarray:
+    """Mertens fusion of ``low`` (H, W, 3) gained by each of ``gains`` (clipped), well-exposedness
+    Gaussian ``sigma``; returns (H, W, 3) float32, not yet clipped."""
     stack = torch.from_numpy(
         np.stack([np.clip(low * np.float32(g), 0, 1) for g in gains]).astype(np.float32)
     ).permute(0, 3, 1, 2)
@@ -264,7 +269,7 @@ def exposure_fusion(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     contrast = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="reflect"), lap_k).abs()
     # Saturation = std over RGB (written out: torch's std over dim 1 is slow on CPU).
     sat = (stack - stack.mean(1, keepdim=True)).pow(2).mean(1, keepdim=True).sqrt()
-    well = torch.exp(-((stack - 0.5) ** 2) / (2 * 0.2**2)).prod(dim=1, keepdim=True)
+    well = torch.exp(-((stack - 0.5) ** 2) / (2 * sigma**2)).prod(dim=1, keepdim=True)
     w = contrast * sat * well + 1e-6
     w = w / w.sum(0, keepdim=True)
 
@@ -280,7 +285,7 @@ def exposure_fusion(low: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = fused[-1]
     for i in range(levels - 1, -1, -1):
         out = fused[i] + _up(out, fused[i].shape[-2:])
-    return _finish(_from_t(out, False))
+    return _from_t(out, False)
 
 
 # ----------------------------------------------------------------------------- Zero-DCE

@@ -142,36 +142,9 @@ def _lime(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
 
 
 def _fusion(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
-    # Reuses the Mertens-style fusion with its exposure range and count as parameters.
+    # The Mertens fusion of enhancers.exposure_fusion, with its exposure range, count and sigma as parameters.
     m = float(max(E.luma(low).mean(), 1e-3))
-    return E._finish(_mertens(low, np.geomspace(1.0, max(2.0, p["top"] / m), int(p["n"])), p["sigma"]))
-
-
-def _mertens(low: np.ndarray, gains: np.ndarray, sigma: float) -> np.ndarray:
-    import torch.nn.functional as F
-
-    stack = torch.from_numpy(np.stack([np.clip(low * np.float32(g), 0, 1) for g in gains]).astype(np.float32)
-                             ).permute(0, 3, 1, 2)
-    gray = (stack * torch.from_numpy(E._LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    lap_k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
-    contrast = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="reflect"), lap_k).abs()
-    sat = (stack - stack.mean(1, keepdim=True)).pow(2).mean(1, keepdim=True).sqrt()
-    well = torch.exp(-((stack - 0.5) ** 2) / (2 * sigma**2)).prod(dim=1, keepdim=True)
-    w = contrast * sat * well + 1e-6
-    w = w / w.sum(0, keepdim=True)
-    levels = int(np.floor(np.log2(min(low.shape[:2])))) - 3
-    g_img, g_w = [stack], [w]
-    for _ in range(levels):
-        g_img.append(E._down(g_img[-1]))
-        g_w.append(E._down(g_w[-1]))
-    fused = []
-    for i in range(levels + 1):
-        lap = g_img[i] if i == levels else g_img[i] - E._up(g_img[i + 1], g_img[i].shape[-2:])
-        fused.append((lap * g_w[i]).sum(0, keepdim=True))
-    out = fused[-1]
-    for i in range(levels - 1, -1, -1):
-        out = fused[i] + E._up(out, fused[i].shape[-2:])
-    return E._from_t(out, False)
+    return E._finish(E.mertens_fusion(low, np.geomspace(1.0, max(2.0, p["top"] / m), int(p["n"])), p["sigma"]))
 
 
 def _denoised_curve(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
@@ -212,10 +185,6 @@ def _self_supervised(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.
 
 
 # ----------------------------------------------------------------------------- failures (on the base)
-def _base_params_of(base_target: float) -> Params:
-    return {"target": base_target}
-
-
 def _fail_noise(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
     # Poisson-Gaussian sensor-like noise in the dark domain, then exactly the base's curve: the
     # result differs from the base only by the amplified noise an enhancer without denoising shows.
