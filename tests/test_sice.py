@@ -120,10 +120,20 @@ def test_selection_rules() -> None:
 
 def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
     split_map = {"train": ["a", "c"], "val": ["b"], "test": []}
-    groups = sice.plan_groups(fake_sice, split_map=split_map)
+    groups = sice.plan_groups(fake_sice, split_map=split_map, night=False)
     # c has no admissible reference; every dark exposure (mean luma < 50) of a and b is an input
     assert [g.gid for g in groups] == ["a/1", "a/2", "b/6", "b/7"]
-    assert [g.gid for g in sice.plan_groups(fake_sice, split_map=split_map, max_inputs=1)] == ["a/1", "b/6"]
+    assert [g.gid for g in sice.plan_groups(fake_sice, split_map=split_map, max_inputs=1, night=False)] == [
+        "a/1", "b/6"]
+    # one simulated night input per train/val scene, made from its darkest usable exposure
+    with_night = sice.plan_groups(fake_sice, split_map=split_map)
+    assert [g.gid for g in with_night] == ["a/1", "a/2", "a/1_night", "b/6", "b/7", "b/6_night"]
+    for g in with_night:
+        assert (g.night is not None) == g.stem.endswith("_night")
+        if g.night is not None:
+            assert g.low[1] == 0 and g.low[0] in {e[0] for e in g.real}  # its real source stays a candidate
+    test_only = {"train": [], "val": [], "test": ["a", "b"]}
+    assert all(g.night is None for g in sice.plan_groups(fake_sice, split_map=test_only))  # test stays real
     for g in groups:
         assert g.ref[0] not in {g.low[0]} | {e[0] for e in g.real}
         assert g.low[0] not in {e[0] for e in g.real}
@@ -203,4 +213,4 @@ def test_multiprocess_build_matches_in_process(fake_sice: Path, tmp_path: Path) 
     i2 = sice.build_dataset(fake_sice, tmp_path / "two", workers=2, split_map=split_map, progress=False,
                             skip_families=NETS)
     assert i1.read_text() == i2.read_text()
-    assert len({json.loads(ln)["group"] for ln in i1.read_text().splitlines()}) == 4
+    assert len({json.loads(ln)["group"] for ln in i1.read_text().splitlines()}) == 6  # 4 real + 2 night

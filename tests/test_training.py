@@ -154,3 +154,18 @@ def test_finetune_recipe_on_squarelol_layout(squarelol_like, tmp_path, monkeypat
     entry = json.loads((tmp_path / "ft" / "train.log").read_text().splitlines()[0])
     assert np.isfinite(entry["train_loss"]) and -1 <= entry["val_srcc"] <= 1
     assert IACAMetric.from_pretrained(best).illumination == "image"
+
+
+def test_hash_subset_always_keeps_the_input_and_both_networks() -> None:
+    from iaca_metric.training.train import ALWAYS_KEEP, subset_by_name
+
+    names = [f"gamma_{i}" for i in range(30)] + ["zero_dce", "self_supervised", "input"] + [f"log_{i}" for i in range(9)]
+    for g in ("s001/10", "s002/20", "s100/7_night"):
+        idx = subset_by_name(g, names, 12)
+        assert len(idx) == 12 and idx == sorted(set(idx))
+        assert set(ALWAYS_KEEP) <= {names[i] for i in idx}
+        assert idx == subset_by_name(g, names, 12)  # deterministic
+    # the rest depends on the group (a hash), not on the order of the kept ones
+    assert subset_by_name("s001/10", names, 12) != subset_by_name("s002/20", names, 12)
+    assert subset_by_name("s001/10", names, None) == list(range(len(names)))
+    assert subset_by_name("s001/10", names[:5], 2) != []  # none of ALWAYS_KEEP present: hash only

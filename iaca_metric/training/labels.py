@@ -35,7 +35,7 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 #: Version of :func:`measure`'s definitions; stored with every measured candidate so that a build
 #: re-measures (from its saved images) what an older version measured.
-MEASURES_VERSION = 3
+MEASURES_VERSION = 4  # 4: cast, chroma error and colourfulness on exposure-matched chroma; veil
 
 #: Names of the stored measures (all computed by :func:`measure`).
 MEASURES: tuple[str, ...] = (
@@ -48,6 +48,10 @@ MEASURES: tuple[str, ...] = (
     "chroma_err",    # mean CIELAB chroma-plane (a*, b*) error to the reference, local (after removing the mean cast)
     "cast",          # |mean (a*, b*) difference|: a global colour cast
     "colourfulness", # log ratio of chroma spread (Hasler-Suesstrunk-like), candidate / reference
+    # (the three chroma measures compare the candidate's a*, b* scaled by L*_ref / L*_cand: a darker
+    # rendering of the same colours has proportionally smaller a*, b*, which is darkness, charged by
+    # the exposure penalties, not a colour error)
+    "veil",          # log ratio of (2nd-percentile luma / mean luma), candidate / reference: lifted, greyed shadows
     "noise",         # contrast-normalised high-frequency energy in the reference's flat regions, minus the reference's
     "detail",        # log ratio of contrast-normalised band-pass energy in textured regions, candidate / reference
     "block",         # 8x8 grid blockiness, candidate minus reference
@@ -82,13 +86,21 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return (x * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
-def _lab_ab(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) sRGB [0, 1] -> (N, 2, H, W) CIELAB a*, b* (D65)."""
+def _lab(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB [0, 1] -> (N, 3, H, W) CIELAB L*, a*, b* (D65)."""
     lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     m = torch.tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
     xyz = torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-8) ** (1 / 3), 7.787 * xyz + 16 / 116)
-    return torch.stack([500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
+
+
+def _veil(y: torch.Tensor) -> torch.Tensor:
+    """2nd-percentile / mean luma per image (N,) of (N, 1, H, W): how far the shadows are lifted towards
+    the mean (a grey veil). A linear-light exposure change leaves it nearly unchanged (sRGB is close
+    to a power law), a shadow-lifting curve or a hazy reflectance raises it."""
+    flat = y.flatten(1)[:, ::3]
+    return torch.quantile(flat, 0.02, dim=1) / flat.mean(dim=1).clamp_min(1e-4)
 
 
 def _norm_luma(y: torch.Tensor) -> torch.Tensor:
@@ -188,7 +200,9 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_art = _unexplained(ry, ry, r=4, eps=1e-4, smooth=1.0).mean()
         r_fine = (rn - _gauss(rn, 1.5)).abs()[textured].mean()
         r_spec = torch.log((r_fine + 1e-3) / (r_coarse[textured | edges].mean() + 1e-3))
-        r_ab = _lab_ab(F.avg_pool2d(r, 2))
+        r_lab = _lab(F.avg_pool2d(r, 2))
+        r_L, r_ab = r_lab[:, :1].mean(), r_lab[:, 1:]
+        r_veil = _veil(ry)
         r_ab_mean = r_ab.mean(dim=(-2, -1), keepdim=True)
         r_col = (r_ab - r_ab_mean).pow(2).sum(1).mean().sqrt() + 0.5 * r_ab_mean.flatten().norm()
         r_block = _blockiness(rn)
@@ -207,7 +221,10 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             out["clip_ref"].append(np.full(n, r_clip))
             out["ssim"].append(ssim(F.avg_pool2d(cy, 2), ry_half.expand(n, -1, -1, -1).contiguous(), data_range=1.0,
                                     reduction="none").numpy())
-            ab = _lab_ab(F.avg_pool2d(c, 2))
+            lab = _lab(F.avg_pool2d(c, 2))
+            # exposure-matched chroma (see MEASURES): a*, b* scale with L* under an exposure change
+            ab = lab[:, 1:] * ((r_L + 2.0) / (lab[:, :1].mean(dim=(1, 2, 3)) + 2.0)).view(-1, 1, 1, 1)
+            out["veil"].append(torch.log((_veil(cy) + 0.01) / (r_veil + 0.01)).numpy())
             ab_mean = ab.mean(dim=(-2, -1), keepdim=True)
             out["cast"].append((ab_mean - r_ab_mean).flatten(1).norm(dim=1).numpy())
             local = (ab - ab_mean) - (r_ab - r_ab_mean)
@@ -265,6 +282,7 @@ WEIGHTS: dict[str, float] = {
     "soft": 6.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
     "gms": 3.0,         # per unit of GMSD
     "artefact": 150.0,   # per unit of unexplained fine structure (sRGB luma units)
+    "veil": 0.0,        # per unit of shadow lift (log ratio) beyond VEIL_TOLERANCE
 }
 #: Thurstone discriminal dispersion: utility difference at which a pair is decided 84 : 16.
 SIGMA = 0.08
@@ -278,6 +296,10 @@ PREFERRED_LUMA = 0.45
 #: People like colours a little more vivid than the scene (log ratio 0.15 ~ 16 % more chroma spread)
 #: before they look unnatural; beyond it over-saturation is penalised.
 OVERSAT_TOLERANCE = 0.15
+
+
+#: Shadow lift (log ratio of 2nd-percentile / mean luma) people accept before an image looks veiled.
+VEIL_TOLERANCE = 0.3
 
 
 def target_luma(luma_ref: np.ndarray) -> np.ndarray:
@@ -309,6 +331,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "soft": np.maximum(0.0, -v["spectrum"]),
         "gms": v["gms"],
         "artefact": np.maximum(0.0, v["artefact"]),
+        "veil": np.maximum(0.0, v["veil"] - VEIL_TOLERANCE),
     }
 
 

@@ -205,6 +205,9 @@ class Group:
     low: Exposure
     ref: Exposure
     real: tuple[Exposure, ...]
+    #: Simulated night capture made from ``low`` (:mod:`~iaca_metric.training.night`): its parameters
+    #: as sorted (key, value) pairs, or None for a real input.
+    night: tuple[tuple[str, float | int], ...] | None = None
 
     @property
     def gid(self) -> str:
@@ -217,12 +220,17 @@ def plan_groups(
     seed: int = 0,
     split_map: dict[str, list[str]] | None = None,
     max_inputs: int | None = MAX_INPUTS_PER_SCENE,
+    night: bool = True,
 ) -> list[Group]:
     """Apply the input/reference/candidate rules to every scene of the requested splits.
 
     Reads each candidate reference image once to measure its clipped fraction.
-    ``split_map`` defaults to :func:`split_scenes` of all scenes with ``seed``.
+    ``split_map`` defaults to :func:`split_scenes` of all scenes with ``seed``. With ``night``, every
+    scene of :data:`~iaca_metric.training.night.NIGHT_SPLITS` also gets one simulated night input made
+    from its darkest usable exposure (stem ``<stem>_night``, parameters from the group seed).
     """
+    from iaca_metric.training import night as N
+
     sice = _sice_dir(data_root)
     scenes = read_scenes(sice)
     split_map = split_map if split_map is not None else split_scenes(scenes, seed=seed)
@@ -249,6 +257,13 @@ def plan_groups(
             groups.append(
                 Group(split, scene, Path(low[0]).stem, low, ref, tuple(select_real_captures(others)))
             )
+        if night and split in N.NIGHT_SPLITS:
+            src = inputs[0]
+            stem = Path(src[0]).stem + N.NIGHT_SUFFIX
+            params = N.sample_params(np.random.default_rng(group_seed(seed, f"{scene}/{stem}")))
+            others = [e for e in exps if e[0] != ref[0]]  # the source exposure is a real capture here
+            groups.append(Group(split, scene, stem, src, ref, tuple(select_real_captures(others)),
+                                night=tuple(sorted(params.items()))))
     return groups
 
 
@@ -306,7 +321,12 @@ def process_group(
     from iaca_metric.training.families import FAMILIES, make_candidates
     from iaca_metric.training.labels import MEASURES_VERSION, measure
 
-    families = tuple(f for f in FAMILIES if f.name not in set(skip_families))
+    from iaca_metric.training import night as N
+
+    # Night groups carry no failure families: their base is itself noisy, so "a failure loses to the
+    # clean result it came from" would not be defined there (and JPEG would act as a denoiser).
+    families = tuple(f for f in FAMILIES if f.name not in set(skip_families)
+                     and not (group.night is not None and f.kind == "failure"))
     out = Path(out_dir)
     gdir = out / group.scene / group.stem
     gdir.mkdir(parents=True, exist_ok=True)
@@ -332,6 +352,8 @@ def process_group(
         os.replace(tmp, meas_path)
     if missing:
         low_u8 = _load(sice / group.low[0], size)
+        if group.night is not None:
+            low_u8 = N.simulate(low_u8, dict(group.night))
         ref_u8 = _load(sice / group.ref[0], size)
         low = low_u8.astype(np.float32) / 255.0
         ref = ref_u8.astype(np.float32) / 255.0
@@ -358,6 +380,7 @@ def process_group(
                 fh.write(json.dumps(rec) + "\n")  # after the PNG: a line always has its image
                 have[n] = rec
     rel = f"{group.scene}/{group.stem}"
+    low_luma = group.low[2] / 255.0 if group.night is None else have["input"]["mean_luma"]
     rows = []
     for n in wanted:
         rec = have[n]
@@ -365,7 +388,8 @@ def process_group(
             "split": group.split, "scene": group.scene, "group": group.gid, "candidate": n,
             "kind": rec["kind"], "family": rec["family"], "path": f"{rel}/{n}.png", "low": f"{rel}/low.png",
             "ref": f"{rel}/ref.png", "n_candidates": len(wanted), "low_file": group.low[0],
-            "ref_file": group.ref[0], "low_mean_luma": round(group.low[2] / 255.0, 5),
+            "ref_file": group.ref[0], "low_mean_luma": round(low_luma, 5),
+            "input_kind": "real" if group.night is None else "night",
             **{k: v for k, v in rec.items() if k not in ("candidate", "kind", "family")},
         })
     text = "".join(json.dumps(r) + "\n" for r in rows)

@@ -108,15 +108,24 @@ def subset_positions(scores: Sequence[float], k: int | None) -> list[int]:
     return sorted(picks)
 
 
+#: Candidates every subset keeps: the dark input (darkness must lose) and the two networks whose human
+#: ordering is known (Zero-DCE above Self_Supervised); a hash subset would pair them in only ~1 group
+#: in 4. Chosen by name, so the subset still does not depend on the labels.
+ALWAYS_KEEP = ("input", "zero_dce", "self_supervised")
+
+
 def subset_by_name(group: str, names: Sequence[str], k: int | None) -> list[int]:
-    """Deterministic, label-independent subset of a scene's candidates: the ``k`` whose hash of
-    ``group/name`` is smallest, in their original order. Unlike :func:`subset_positions` it does not
-    change when the labels are recomputed, so a feature cache survives relabelling."""
+    """Deterministic, label-independent subset of a scene's candidates: :data:`ALWAYS_KEEP` (those
+    present), then the ones whose hash of ``group/name`` is smallest, ``k`` in all, in their original
+    order. Unlike :func:`subset_positions` it does not change when the labels are recomputed, so a
+    feature cache survives relabelling."""
     n = len(names)
     if k is None or k >= n:
         return list(range(n))
+    keep = [i for i, nm in enumerate(names) if nm in ALWAYS_KEEP][:k]
     h = [hashlib.sha1(f"{group}/{nm}".encode()).hexdigest() for nm in names]
-    return sorted(sorted(range(n), key=lambda i: h[i])[:k])
+    rest = sorted((i for i in range(n) if i not in keep), key=lambda i: h[i])[:k - len(keep)]
+    return sorted(keep + rest)
 
 
 def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freeze: str, size: int | None,
