@@ -114,3 +114,39 @@ def test_label_checks_pass_and_fail() -> None:
     rep = check_labels(_rows(bad))
     assert not rep["passed"] and rep["failure_vs_base"]["fail_noise"]["share"] == 0.9
     json.dumps(rep)  # serialisable as the CLI writes it
+
+
+def test_chroma_measures_do_not_charge_darkness_as_colour_error(ref: np.ndarray) -> None:
+    from iaca_metric.training.night import linear_to_srgb, srgb_to_linear
+
+    # the same colours one and two stops darker in linear light (as a shorter exposure renders them)
+    darker = [linear_to_srgb(srgb_to_linear(ref) * f).astype(np.float32) for f in (0.5, 0.25)]
+    tinted = np.clip(ref * np.array([1.15, 1.0, 0.8], np.float32), 0, 1)
+    v = L.measure(np.stack([*darker, tinted]), ref)
+    assert max(v["cast"][:2]) < 0.3 * v["cast"][2]
+    assert max(v["chroma_err"][:2]) < 0.5 * v["chroma_err"][2] + 0.5
+    assert abs(v["colourfulness"][:2]).max() < 0.05
+    assert v["exposure"][0] < -0.3 and v["exposure"][1] < v["exposure"][0] - 0.3  # the darkness itself is measured, by the exposure measure
+
+
+def test_veil_rises_when_shadows_are_lifted_not_when_exposure_changes(ref: np.ndarray) -> None:
+    from iaca_metric.training.night import linear_to_srgb, srgb_to_linear
+
+    darker = linear_to_srgb(srgb_to_linear(ref) * 0.4).astype(np.float32)
+    lifted = (0.25 + 0.75 * ref).astype(np.float32)  # a grey veil over the same image
+    v = L.measure(np.stack([ref, darker, lifted]), ref)
+    assert abs(v["veil"][0]) < 1e-6 and abs(v["veil"][1]) < 0.15
+    assert v["veil"][2] > L.VEIL_TOLERANCE + 0.05
+    assert L.penalties(v)["veil"][2] > 0 and L.penalties(v)["veil"][1] == 0
+
+
+def test_fidelity_measures_match_the_reference_metrics(ref: np.ndarray) -> None:
+    import torch
+
+    from iaca_metric.reference_metrics import psnr, ssim
+
+    x = np.clip(ref * 0.8 + 0.05, 0, 1).astype(np.float32)
+    v = L.measure(x[None], ref)
+    t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
+    assert v["psnr"][0] == pytest.approx(float(psnr(t(x), t(ref))), abs=1e-4)
+    assert v["ssim_rgb"][0] == pytest.approx(float(ssim(t(x), t(ref))), abs=1e-5)

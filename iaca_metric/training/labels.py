@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from iaca_metric.reference_metrics import ssim
+from iaca_metric.reference_metrics import psnr, ssim
 
 __all__ = ["MEASURES", "WEIGHTS", "SIGMA", "measure", "penalties", "utilities", "win_rates", "pairwise"]
 
@@ -51,6 +51,8 @@ MEASURES: tuple[str, ...] = (
     # (the three chroma measures compare the candidate's a*, b* scaled by L*_ref / L*_cand: a darker
     # rendering of the same colours has proportionally smaller a*, b*, which is darkness, charged by
     # the exposure penalties, not a colour error)
+    "psnr",          # PSNR (dB, RGB, full resolution) to the reference: the label-free fidelity truth's first half
+    "ssim_rgb",      # SSIM (RGB, full resolution) to the reference: its second half (benchmarks/accuracy.py)
     "veil",          # log ratio of (2nd-percentile luma / mean luma), candidate / reference: lifted, greyed shadows
     "noise",         # contrast-normalised high-frequency energy in the reference's flat regions, minus the reference's
     "detail",        # log ratio of contrast-normalised band-pass energy in textured regions, candidate / reference
@@ -222,8 +224,12 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             out["ssim"].append(ssim(F.avg_pool2d(cy, 2), ry_half.expand(n, -1, -1, -1).contiguous(), data_range=1.0,
                                     reduction="none").numpy())
             lab = _lab(F.avg_pool2d(c, 2))
-            # exposure-matched chroma (see MEASURES): a*, b* scale with L* under an exposure change
-            ab = lab[:, 1:] * ((r_L + 2.0) / (lab[:, :1].mean(dim=(1, 2, 3)) + 2.0)).view(-1, 1, 1, 1)
+            # exposure-matched chroma (see MEASURES): under an exposure change a*, b* scale like
+            # f(Y) = (L* + 16) / 116 (the cube root in CIELAB), so divide by the ratio of mean f(Y)
+            ab = lab[:, 1:] * ((r_L + 16.0) / (lab[:, :1].mean(dim=(1, 2, 3)) + 16.0)).view(-1, 1, 1, 1)
+            rr = r.expand(n, -1, -1, -1).contiguous()
+            out["psnr"].append(psnr(c, rr, data_range=1.0).numpy())
+            out["ssim_rgb"].append(ssim(c, rr, data_range=1.0, reduction="none").numpy())
             out["veil"].append(torch.log((_veil(cy) + 0.01) / (r_veil + 0.01)).numpy())
             ab_mean = ab.mean(dim=(-2, -1), keepdim=True)
             out["cast"].append((ab_mean - r_ab_mean).flatten(1).norm(dim=1).numpy())
