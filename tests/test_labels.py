@@ -126,6 +126,11 @@ def test_chroma_measures_do_not_charge_darkness_as_colour_error(ref: np.ndarray)
     assert max(v["cast"][:2]) < 0.3 * v["cast"][2]
     assert max(v["chroma_err"][:2]) < 0.5 * v["chroma_err"][2] + 0.5
     assert abs(v["colourfulness"][:2]).max() < 0.05
+    assert max(v["false_colour"][:2]) < 0.3 * v["false_colour"][2]
+    # a colour the scene does not have, painted into its darker half (Self_Supervised's green shadows)
+    painted = ref.copy()
+    painted[48:] = np.clip(0.5 * ref[48:] + np.array([0.0, 0.25, 0.05], np.float32), 0, 1)
+    assert L.measure(painted[None], ref)["false_colour"][0] > 2 * max(v["false_colour"][:2])
     assert v["exposure"][0] < -0.3 and v["exposure"][1] < v["exposure"][0] - 0.3  # the darkness itself is measured, by the exposure measure
 
 
@@ -150,3 +155,31 @@ def test_fidelity_measures_match_the_reference_metrics(ref: np.ndarray) -> None:
     t = lambda a: torch.from_numpy(a).permute(2, 0, 1)[None]  # noqa: E731
     assert v["psnr"][0] == pytest.approx(float(psnr(t(x), t(ref))), abs=1e-4)
     assert v["ssim_rgb"][0] == pytest.approx(float(ssim(t(x), t(ref))), abs=1e-5)
+
+
+def test_label_checks_split_by_input_kind_and_report_the_fidelity_truth() -> None:
+    good = {"adaptive_0": [0.9] * 10, "fail_noise_0": [0.3] * 10, "zero_dce": [0.6] * 10,
+            "self_supervised": [0.4] * 10, "input": [0.1] * 10}
+    rows = _rows(good)
+    # fidelity measures: PSNR/SSIM order adaptive > zero_dce > fail_noise > self_supervised > input,
+    # except that in 4 of the 10 groups Self_Supervised is the more faithful one
+    order = {"adaptive_0": 5, "zero_dce": 4, "fail_noise_0": 3, "self_supervised": 2, "input": 1}
+    for r in rows:
+        g = int(r["group"].split("/")[1])
+        k = order[r["candidate"]]
+        if g < 4 and r["candidate"] in ("zero_dce", "self_supervised"):
+            k = 6 - k
+        r["m_psnr"], r["m_ssim_rgb"] = 10.0 + k, 0.1 * k
+        r["input_kind"] = "night" if g >= 7 else "real"
+    rep = check_labels(rows)
+    by = rep["zero_dce_vs_self_supervised_by_input"]
+    assert (by["real"]["n"], by["night"]["n"]) == (7, 3) and by["real"]["share"] == 1.0
+    f = rep["psnr_ssim_rank_truth"]
+    assert f["zero_dce_above_self_supervised"]["wins"] == 6
+    assert f["base_above_failure"]["fail_noise"]["share"] == 1.0
+    # labels rank Self_Supervised above fail_noise, the fidelity truth the other way round: one adjacent
+    # swap of five (SRCC 0.9) in the 6 groups where Zero-DCE is also the more faithful, worse in the 4 others
+    assert f["labels_within_srcc_median"] == pytest.approx(0.9)
+    assert "PSNR+SSIM-rank truth" in format_report(rep) and "night inputs: 3/3" in format_report(rep)
+    assert "psnr_ssim_rank_truth" in check_labels(_rows(good)) and \
+        check_labels(_rows(good))["psnr_ssim_rank_truth"]["labels_within_srcc_median"] is None

@@ -63,7 +63,7 @@ def test_sampled_parameters_stay_in_their_ranges() -> None:
 def test_night_group_is_built_without_failures(fake_sice: Path, tmp_path: Path) -> None:  # noqa: F811
     split_map = {"train": ["a"], "val": [], "test": []}
     groups = [g for g in sice.plan_groups(fake_sice, split_map=split_map) if g.night is not None]
-    assert [g.gid for g in groups] == ["a/1_night"]
+    assert [g.gid for g in groups] == ["a/2_night"]
     rows = sice.process_group(groups[0], fake_sice, tmp_path, skip_families=NETS)
     kinds = {r["kind"] for r in rows}
     assert "failure" not in kinds and {"method", "input", "real_capture"} <= kinds
@@ -74,5 +74,5 @@ def test_night_group_is_built_without_failures(fake_sice: Path, tmp_path: Path) 
     p = dict(groups[0].night)
     assert abs(inp["low_mean_luma"] - p["target_luma"]) < 0.2 * p["target_luma"] + 0.004
     assert inp["low_mean_luma"] < groups[0].low[2] / 255.0  # darker than its real source
-    stored = [json.loads(ln) for ln in (tmp_path / "a" / "1_night" / "rows.jsonl").read_text().splitlines()]
+    stored = [json.loads(ln) for ln in (tmp_path / "a" / "2_night" / "rows.jsonl").read_text().splitlines()]
     assert stored == rows

@@ -125,13 +125,16 @@ def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
     assert [g.gid for g in groups] == ["a/1", "a/2", "b/6", "b/7"]
     assert [g.gid for g in sice.plan_groups(fake_sice, split_map=split_map, max_inputs=1, night=False)] == [
         "a/1", "b/6"]
-    # one simulated night input per train/val scene, made from its darkest usable exposure
+    # one simulated night input per train/val scene, made from its brightest exposure below the reference
     with_night = sice.plan_groups(fake_sice, split_map=split_map)
-    assert [g.gid for g in with_night] == ["a/1", "a/2", "a/1_night", "b/6", "b/7", "b/6_night"]
+    assert [g.gid for g in with_night] == ["a/1", "a/2", "a/2_night", "b/6", "b/7", "b/7_night"]
+    scenes = sice.read_scenes(fake_sice)
     for g in with_night:
         assert (g.night is not None) == g.stem.endswith("_night")
         if g.night is not None:
-            assert g.low[1] == 0 and g.low[0] in {e[0] for e in g.real}  # its real source stays a candidate
+            below = [e for e in scenes[g.scene] if e[2] < g.ref[2]]
+            assert g.low == max(below, key=lambda e: e[2])
+            assert g.low[0] in {e[0] for e in g.real}  # its real source stays a candidate
     test_only = {"train": [], "val": [], "test": ["a", "b"]}
     assert all(g.night is None for g in sice.plan_groups(fake_sice, split_map=test_only))  # test stays real
     for g in groups:

@@ -35,7 +35,7 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 #: Version of :func:`measure`'s definitions; stored with every measured candidate so that a build
 #: re-measures (from its saved images) what an older version measured.
-MEASURES_VERSION = 4  # 4: cast, chroma error and colourfulness on exposure-matched chroma; veil
+MEASURES_VERSION = 5  # 4: exposure-matched chroma, veil, PSNR, SSIM; 5: false colour
 
 #: Names of the stored measures (all computed by :func:`measure`).
 MEASURES: tuple[str, ...] = (
@@ -53,6 +53,8 @@ MEASURES: tuple[str, ...] = (
     # the exposure penalties, not a colour error)
     "psnr",          # PSNR (dB, RGB, full resolution) to the reference: the label-free fidelity truth's first half
     "ssim_rgb",      # SSIM (RGB, full resolution) to the reference: its second half (benchmarks/accuracy.py)
+    "false_colour",  # mean CIELAB a*b* distance to the reference's chroma rescaled to the candidate's own local
+                     # lightness (1/4 resolution): colours that are not the scene's where they are visible
     "veil",          # log ratio of (2nd-percentile luma / mean luma), candidate / reference: lifted, greyed shadows
     "noise",         # contrast-normalised high-frequency energy in the reference's flat regions, minus the reference's
     "detail",        # log ratio of contrast-normalised band-pass energy in textured regions, candidate / reference
@@ -205,6 +207,7 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_lab = _lab(F.avg_pool2d(r, 2))
         r_L, r_ab = r_lab[:, :1].mean(), r_lab[:, 1:]
         r_veil = _veil(ry)
+        r_lab4 = _lab(F.avg_pool2d(r, 4))
         r_ab_mean = r_ab.mean(dim=(-2, -1), keepdim=True)
         r_col = (r_ab - r_ab_mean).pow(2).sum(1).mean().sqrt() + 0.5 * r_ab_mean.flatten().norm()
         r_block = _blockiness(rn)
@@ -230,6 +233,13 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             rr = r.expand(n, -1, -1, -1).contiguous()
             out["psnr"].append(psnr(c, rr, data_range=1.0).numpy())
             out["ssim_rgb"].append(ssim(c, rr, data_range=1.0, reduction="none").numpy())
+            # What the scene's colour looks like at the candidate's own lightness, pixel by pixel (a*, b*
+            # scale like (L* + 16) under an exposure change): a correct rendering, darker or brighter, is
+            # ~0; colour the scene does not have (green shadows, orange blotches, tints) is charged where
+            # it is visible, and a region left dark shows little colour of any kind.
+            lab4 = _lab(F.avg_pool2d(c, 4))
+            k = (lab4[:, :1] + 16.0) / (r_lab4[:, :1] + 16.0)
+            out["false_colour"].append((lab4[:, 1:] - r_lab4[:, 1:] * k).pow(2).sum(1).sqrt().mean(dim=(1, 2)).numpy())
             out["veil"].append(torch.log((_veil(cy) + 0.01) / (r_veil + 0.01)).numpy())
             ab_mean = ab.mean(dim=(-2, -1), keepdim=True)
             out["cast"].append((ab_mean - r_ab_mean).flatten(1).norm(dim=1).numpy())
@@ -289,6 +299,7 @@ WEIGHTS: dict[str, float] = {
     "gms": 3.0,         # per unit of GMSD
     "artefact": 150.0,   # per unit of unexplained fine structure (sRGB luma units)
     "veil": 0.0,        # per unit of shadow lift (log ratio) beyond VEIL_TOLERANCE
+    "false_colour": 0.2,  # per CIELAB unit of colour the scene does not have, at the candidate's lightness
 }
 #: Thurstone discriminal dispersion: utility difference at which a pair is decided 84 : 16.
 SIGMA = 0.08
@@ -302,6 +313,11 @@ PREFERRED_LUMA = 0.45
 #: People like colours a little more vivid than the scene (log ratio 0.15 ~ 16 % more chroma spread)
 #: before they look unnatural; beyond it over-saturation is penalised.
 OVERSAT_TOLERANCE = 0.15
+
+
+#: Stops under the target exposure beyond which darkness grows quadratically (``under_sq``); below it
+#: only the linear ``under`` term applies.
+UNDER_KNEE = 0.0
 
 
 #: Shadow lift (log ratio of 2nd-percentile / mean luma) people accept before an image looks veiled.
@@ -322,7 +338,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     stops = np.log2((v["luma"] + 0.03) / (target_luma(v["luma_ref"]) + 0.03))
     return {
         "under": np.maximum(0.0, -stops),
-        "under_sq": np.maximum(0.0, -stops) ** 2,
+        "under_sq": np.maximum(0.0, -stops - UNDER_KNEE) ** 2,
         "over": np.maximum(0.0, stops),
         "clip": np.maximum(0.0, v["clip"] - v["clip_ref"]),
         "structure": 1.0 - v["ssim"],
@@ -338,6 +354,7 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "gms": v["gms"],
         "artefact": np.maximum(0.0, v["artefact"]),
         "veil": np.maximum(0.0, v["veil"] - VEIL_TOLERANCE),
+        "false_colour": v["false_colour"],
     }
 
 

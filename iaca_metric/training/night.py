@@ -7,9 +7,10 @@ read noise. Measured on the first IACA-Lite 2, every test input where the model 
 Self_Supervised to Zero-DCE was darker than 0.10, and on LOL it preferred Self_Supervised in 11 of 15
 photos, the opposite of people (287 of 290 scenes). This module adds that regime to training.
 
-A night capture is made from one real exposure of the scene like a shorter exposure of the same
-sensor: undo the sRGB transfer curve, scale the linear signal so the result's mean luma is
-``target_luma`` (drawn in [0.02, 0.09], LOL's range), add Poisson-Gaussian noise of
+A night capture is made from one real exposure of the scene (the brightest one darker than the
+reference: its shadows still hold detail and few highlights are clipped, as in a real short exposure,
+where SICE's darkest captures are already crushed to black) like a shorter exposure of the same sensor: undo the sRGB transfer curve, scale the linear signal so the result's mean luma is
+``target_luma`` (drawn in [0.03, 0.10], LOL's range), add Poisson-Gaussian noise of
 variance ``shot * x + read**2`` on the linear signal (spatially correlated over ~1 px, like a
 demosaiced sensor), re-apply the sRGB curve and quantise to 8 bits (which posterises the shadows as
 real 8-bit night photos are). Parameters are drawn from a per-group seed, so builds are reproducible.
@@ -26,7 +27,7 @@ NIGHT_SUFFIX = "_night"
 #: captures, so the held-out benchmark measures the model on real inputs.
 NIGHT_SPLITS = ("train", "val")
 #: Range of the simulated input's mean Rec.601 luma (sRGB, [0, 1]).
-LUMA_RANGE = (0.02, 0.09)
+LUMA_RANGE = (0.03, 0.10)
 #: Shot-noise gain (variance per unit of linear signal) and read-noise std ranges (linear units).
 SHOT_RANGE = (3e-5, 2.5e-4)
 READ_RANGE = (5e-5, 3e-4)

@@ -227,7 +227,8 @@ def plan_groups(
     Reads each candidate reference image once to measure its clipped fraction.
     ``split_map`` defaults to :func:`split_scenes` of all scenes with ``seed``. With ``night``, every
     scene of :data:`~iaca_metric.training.night.NIGHT_SPLITS` also gets one simulated night input made
-    from its darkest usable exposure (stem ``<stem>_night``, parameters from the group seed).
+    from its brightest exposure darker than the reference (stem ``<stem>_night``, parameters from the
+    group seed).
     """
     from iaca_metric.training import night as N
 
@@ -258,7 +259,8 @@ def plan_groups(
                 Group(split, scene, Path(low[0]).stem, low, ref, tuple(select_real_captures(others)))
             )
         if night and split in N.NIGHT_SPLITS:
-            src = inputs[0]
+            # the brightest capture darker than the reference (see night.py); the darkest input if none
+            src = max((e for e in exps if e[2] < ref[2]), key=lambda e: e[2], default=inputs[0])
             stem = Path(src[0]).stem + N.NIGHT_SUFFIX
             params = N.sample_params(np.random.default_rng(group_seed(seed, f"{scene}/{stem}")))
             others = [e for e in exps if e[0] != ref[0]]  # the source exposure is a real capture here
@@ -408,17 +410,18 @@ def _family(name: str) -> str:
     return family_of(name)
 
 
-def label_rows(rows: list[dict]) -> list[dict]:
+def label_rows(rows: list[dict], weights: dict[str, float] | None = None) -> list[dict]:
     """Add ``score`` (the measured-artefact utility's expected round-robin win rate within each group,
-    :func:`iaca_metric.training.labels.win_rates`) to every row; returns the same list."""
-    from iaca_metric.training.labels import MEASURES, win_rates
+    :func:`iaca_metric.training.labels.win_rates`, with ``weights`` or the shipped
+    :data:`~iaca_metric.training.labels.WEIGHTS`) to every row; returns the same list."""
+    from iaca_metric.training.labels import MEASURES, WEIGHTS, win_rates
 
     by_group: dict[str, list[dict]] = {}
     for r in rows:
         by_group.setdefault(r["group"], []).append(r)
     for g in by_group.values():
         values = {k: np.array([r[f"m_{k}"] for r in g]) for k in MEASURES}
-        for r, s in zip(g, win_rates(values)):
+        for r, s in zip(g, win_rates(values, weights if weights is not None else WEIGHTS)):
             r["score"] = round(float(s), 6)
     return rows
 
