@@ -282,24 +282,24 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
 #: Weight of each penalty in the utility (units: one unit of utility ~ 1/SIGMA JNDs). Chosen by hand
 #: from what each penalty means (docs/training_data.md) and validated, not fitted, by the checks.
 WEIGHTS: dict[str, float] = {
-    "under": 1.5,       # per stop darker than the target exposure (target_luma)
-    "under_sq": 3.0,    # per squared stop darker: a dark result gets worse ever faster (the input is 1.5-4 stops under)
+    "under": 2.5,       # per stop darker than the target exposure (target_luma)
+    "under_sq": 6.0,    # per squared stop beyond UNDER_KNEE: a result left nearly as dark as the input (1.5-4 stops under) fails
     "over": 1.6,        # per stop brighter than the target exposure
     "clip": 6.0,        # per unit of extra clipped-pixel fraction
     "structure": 4.0,   # per unit of (1 - SSIM)
     "chroma": 0.08,     # per CIELAB unit of local chroma error
-    "cast": 0.25,       # per CIELAB unit of global cast
+    "cast": 0.6,        # per CIELAB unit of global cast (exposure-matched chroma)
     "washout": 1.5,     # per unit of lost colourfulness (log ratio), only when duller than the reference
-    "oversat": 9.0,     # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
-    "noise": 6.0,       # per unit of excess normalised high-frequency energy in flat regions
+    "oversat": 20.0,    # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
+    "noise": 3.0,       # per unit of excess normalised high-frequency energy in flat regions
     "smooth": 1.5,      # per unit of lost band-pass detail (log ratio), only when smoother
     "block": 10.0,      # per unit of excess normalised blockiness
     "halo": 40.0,       # per unit of unexplained structure near edges (luma units, reference exposure)
     "soft": 6.0,        # per unit of fine-to-coarse energy lost relative to the reference (log ratio)
     "gms": 3.0,         # per unit of GMSD
     "artefact": 150.0,   # per unit of unexplained fine structure (sRGB luma units)
-    "veil": 0.0,        # per unit of shadow lift (log ratio) beyond VEIL_TOLERANCE
-    "false_colour": 0.2,  # per CIELAB unit of colour the scene does not have, at the candidate's lightness
+    "veil": 0.0,        # measured, not weighted: it charges clean tone curves as much as Self_Supervised
+    "false_colour": 0.0,  # measured, not weighted: it also rewards darkness (docs/training_data.md)
 }
 #: Thurstone discriminal dispersion: utility difference at which a pair is decided 84 : 16.
 SIGMA = 0.08
@@ -317,7 +317,7 @@ OVERSAT_TOLERANCE = 0.15
 
 #: Stops under the target exposure beyond which darkness grows quadratically (``under_sq``); below it
 #: only the linear ``under`` term applies.
-UNDER_KNEE = 0.0
+UNDER_KNEE = 0.75
 
 
 #: Shadow lift (log ratio of 2nd-percentile / mean luma) people accept before an image looks veiled.
