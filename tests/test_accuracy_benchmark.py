@@ -97,3 +97,25 @@ def test_zerodce_check_splits_by_input_brightness(tmp_path: Path) -> None:
     assert (dark["n"], bright["n"]) == (3, 1)
     assert dark["enhanced_wins"] + bright["enhanced_wins"] == res["enhanced_wins"] == sum(
         r["enhanced"] > r["input"] for r in res["rows"])
+
+
+def test_baseline_cache_reuses_values_of_unchanged_files_only(tmp_path: Path) -> None:
+    bench = _load_benchmark()
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    a.write_bytes(b"first image bytes")
+    b.write_bytes(b"first image bytes")  # same content, other name: same key
+    calls = []
+
+    def compute(v: float):
+        return lambda: calls.append(v) or v
+
+    cache = bench.BaselineCache(tmp_path / "nr.jsonl")
+    assert cache.get("niqe", a, compute(3.5)) == 3.5
+    assert cache.get("niqe", b, compute(9.0)) == 3.5 and calls == [3.5]
+    assert cache.get("brisque", a, compute(7.0)) == 7.0  # another metric is another entry
+    again = bench.BaselineCache(tmp_path / "nr.jsonl")  # persisted
+    assert again.get("niqe", a, compute(1.0)) == 3.5 and calls == [3.5, 7.0]
+    a.write_bytes(b"changed bytes")
+    assert again.get("niqe", a, compute(4.25)) == 4.25  # a changed file is recomputed
+    assert len((tmp_path / "nr.jsonl").read_text().splitlines()) == 3
+    assert bench.BaselineCache(None).get("niqe", a, compute(2.0)) == 2.0  # no file: always computed
