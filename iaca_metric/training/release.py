@@ -28,7 +28,7 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite 2 (SICE)
+# IACA-Lite 2.1 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
@@ -52,9 +52,13 @@ with parameters sampled per group (tone curves, gains, histogram methods, Retine
 illumination-map method, exposure fusion, enhancement with denoising), the two SQUARE-LOL methods whose
 authors' weights are available (official Zero-DCE and Self_Supervised), deliberate failures applied to a
 clean base (amplified noise, JPEG blocking, halos, colour cast, over-smoothing, blur, over- and
-under-enhancement), the scene's other real exposures and the unenhanced input. Labels follow SQUARE-LOL's
+under-enhancement), the scene's other real exposures and the unenhanced input. Each training and validation scene also
+gets one simulated night input (a shorter exposure of the same sensor: linear-light scaling to mean luma
+0.03-0.10, Poisson-Gaussian noise, 8 bits; LOL's regime, where SQUARE-LOL's human preferences were
+collected); the test scenes keep only real inputs. Labels follow SQUARE-LOL's
 form (within-scene win rates of a round robin) from a model of people: a utility made of measured
-penalties for what observers penalise (exposure, clipping, structure, colour error, cast, washout and
+penalties for what observers penalise (exposure, gentle near the target and convex beyond 0.75 stop
+under, clipping, structure, colour error and cast on exposure-matched chroma, washout and
 over-saturation, noise, lost detail, blocking, halos, unexplained artefacts), turned into Thurstone
 pairwise preferences. The labels are checked against human facts before training (every failure loses to
 its clean base; SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives
