@@ -133,7 +133,7 @@ def psnr_ssim_rank_truth(psnr_v: list[float], ssim_v: list[float], groups: list[
     """A second, label-free truth: within each group, the mean of a candidate's PSNR rank and SSIM
     rank against the scene's reference (0 = worst, 1 = best). PSNR and SSIM themselves are part of
     it, so their agreement with it is high by construction; it matters for every other metric."""
-    from iaca_metric.correlation import _ranks
+    from iaca_metric.correlation import psnr_ssim_rank
 
     out = np.full(len(groups), np.nan)
     by: dict[str, list[int]] = {}
@@ -143,8 +143,7 @@ def psnr_ssim_rank_truth(psnr_v: list[float], ssim_v: list[float], groups: list[
         p, q = np.asarray([psnr_v[i] for i in idx]), np.asarray([ssim_v[i] for i in idx])
         if np.isnan(p).any() or np.isnan(q).any() or len(idx) < 2:
             continue
-        r = (_ranks(p) + _ranks(q)) / (2.0 * (len(idx) - 1))
-        out[idx] = r
+        out[idx] = psnr_ssim_rank(p, q)
     return out.tolist()
 
 

@@ -17,8 +17,9 @@ from PIL import Image
 
 import iaca_metric
 import iaca_metric.model
-from iaca_metric.demo import (DEMO_METHODS, DEMO_PHOTOS, SHEET, _photo, _srgb_to_linear, contact_sheet, interpret,
-                              run_demo, simulate_low_light)
+from iaca_metric.demo import (DEMO_METHODS, DEMO_PHOTOS, SHEET, _photo, contact_sheet, interpret, run_demo,
+                              simulate_low_light)
+from iaca_metric.training.night import srgb_to_linear as _srgb_to_linear
 
 from iaca_test_models import make_image, make_model
 

@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["spearman", "kendall", "pearson", "rmse", "fit_linear", "fit_logistic4", "logistic4",
+__all__ = ["spearman", "psnr_ssim_rank", "kendall", "pearson", "rmse", "fit_linear", "fit_logistic4", "logistic4",
            "within_group", "within_group_srcc", "summarize", "per_family_srcc"]
 
 
@@ -155,3 +155,14 @@ def per_family_srcc(pred: Sequence[float], target: Sequence[float], groups: Sequ
                   "n_groups": len(within), "pairwise_agreement_vs_others": agree / n_pairs if n_pairs else None,
                   "n_pairs": n_pairs}
     return out
+
+
+def psnr_ssim_rank(psnr: Sequence[float], ssim: Sequence[float]) -> np.ndarray:
+    """The label-free fidelity truth of one group: the mean of each candidate's PSNR rank and SSIM rank
+    against the scene's reference, scaled to [0, 1] (0 = worst, 1 = best; ties share their rank).
+
+    Args:
+        psnr, ssim: (n,) values of the group's n >= 2 candidates.
+    """
+    p, q = np.asarray(psnr, dtype=np.float64), np.asarray(ssim, dtype=np.float64)
+    return (_ranks(p) + _ranks(q)) / (2.0 * (len(p) - 1))

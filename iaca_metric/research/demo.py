@@ -26,23 +26,17 @@ DEMO_METHODS = ("gamma_3", "clahe", "hist_eq", "lime_denoised", "exposure_fusion
                 "fail_over_enhance", "fail_noise_amplified", "fail_colour_cast")
 
 
-def _srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def _linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.clip(x, 0, None), 1 / 2.4) - 0.055)
-
-
 def simulate_low_light(img: np.ndarray, rng: np.random.Generator, exposure: float = 0.06,
                        full_well: float = 4000.0, read_noise: float = 3.0) -> np.ndarray:
     """Dark capture of ``img`` (H, W, 3) float in [0, 1] (sRGB). ``exposure``: fraction of the light of
     the original; ``full_well``: electrons at white (shot noise ~ sqrt(electrons)); ``read_noise``: std in
     electrons. Returns uint8 (H, W, 3)."""
-    electrons = _srgb_to_linear(img) * exposure * full_well
+    from ..training.night import linear_to_srgb, srgb_to_linear
+
+    electrons = srgb_to_linear(img) * exposure * full_well
     noisy = rng.poisson(np.clip(electrons, 0, None)).astype(np.float64) + rng.normal(0, read_noise, img.shape)
     lin = np.clip(noisy / full_well, 0, 1)
-    return np.round(_linear_to_srgb(lin) * 255).astype(np.uint8)
+    return np.round(linear_to_srgb(lin) * 255).astype(np.uint8)
 
 
 def _photo(name: str, size: int) -> np.ndarray:

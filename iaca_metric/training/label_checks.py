@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from iaca_metric.correlation import psnr_ssim_rank, spearman
+
 __all__ = ["check_labels", "TARGET"]
 
 #: The share every check must reach.
@@ -84,8 +86,6 @@ def check_labels(rows: Sequence[Mapping], splits: Sequence[str] | None = None) -
             if fid:
                 fid_zd.append(fid["zero_dce"] > fid["self_supervised"])
         if fid:
-            from iaca_metric.correlation import spearman
-
             names = list(cands)
             fid_srcc.append(spearman([cands[n]["score"] for n in names], [fid[n] for n in names]))
 
@@ -122,11 +122,7 @@ def _fidelity_rank(cands: Mapping[str, Mapping]) -> dict[str, float] | None:
     names = list(cands)
     if len(names) < 2 or any("m_psnr" not in cands[n] or "m_ssim_rgb" not in cands[n] for n in names):
         return None
-    from iaca_metric.correlation import _ranks
-
-    p = np.array([cands[n]["m_psnr"] for n in names], dtype=np.float64)
-    q = np.array([cands[n]["m_ssim_rgb"] for n in names], dtype=np.float64)
-    r = (_ranks(p) + _ranks(q)) / (2.0 * (len(names) - 1))
+    r = psnr_ssim_rank([cands[n]["m_psnr"] for n in names], [cands[n]["m_ssim_rgb"] for n in names])
     return dict(zip(names, r.tolist()))
 
 
