@@ -68,7 +68,7 @@ def test_failure_severities_are_ordered(made: dict) -> None:
     assert p["fail_blur_0"]["sigma"] < p["fail_blur_1"]["sigma"]
     assert p["fail_cast_0"]["strength"] < p["fail_cast_1"]["strength"]
     assert p["fail_over_0"]["target"] < p["fail_over_1"]["target"]
-    assert p["fail_under_0"]["fraction"] > p["fail_under_1"]["fraction"]
+    assert p["fail_under_0"]["stops"] < p["fail_under_1"]["stops"]
 
 
 def test_failures_differ_from_base_in_their_artefact(made: dict) -> None:
@@ -89,3 +89,30 @@ def test_family_of() -> None:
     assert FA.family_of("input") == "input" and FA.family_of("real_rank03") == "real_capture"
     with pytest.raises(KeyError):
         FA.family_of("nonsense_0")
+
+
+def _balance(x: np.ndarray) -> np.ndarray:
+    m = x.reshape(-1, 3).mean(axis=0).astype(np.float64) + 1e-4
+    return m / float(m @ np.array([0.299, 0.587, 0.114]))
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13, 14])
+def test_failures_move_away_from_the_reference(low: np.ndarray, seed: int) -> None:
+    # A reference with a warm balance: a cast towards it would be a correction of the base's balance.
+    base = FA.make_candidates(low, seed=seed, names={FA.BASE_NAME}, families=CLEAN)[FA.BASE_NAME][0]
+    ref = np.clip(base * np.array([1.25, 1.0, 0.7], np.float32) * 1.1, 0, 1)
+    made = FA.make_candidates(low, seed=seed, names={"fail_cast_0", "fail_cast_1", "fail_under_0", "fail_under_1"},
+                              families=CLEAN, reference=ref)
+    err_base = np.linalg.norm(_balance(base) - _balance(ref))
+    for d in (0, 1):
+        assert np.linalg.norm(_balance(made[f"fail_cast_{d}"][0]) - _balance(ref)) > err_base + 0.02
+        # at least ``stops`` darker than the darker of base and reference, in linear light
+        stops = made[f"fail_under_{d}"][1]["stops"]
+        lin = lambda x: float(np.mean(np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)))  # noqa: E731
+        floor = min(lin(base), lin(ref))
+        assert lin(made[f"fail_under_{d}"][0]) < floor * 2.0 ** -stops * 1.05
+    # a reference darker than the base: the under-enhancement starts from the reference's exposure
+    dark_ref = np.clip(base * 0.5, 0, 1)
+    under = FA.make_candidates(low, seed=seed, names={"fail_under_0"}, families=CLEAN, reference=dark_ref)
+    no_ref = FA.make_candidates(low, seed=seed, names={"fail_under_0"}, families=CLEAN)
+    assert luma(under["fail_under_0"][0]).mean() < 0.8 * luma(no_ref["fail_under_0"][0]).mean()

@@ -209,9 +209,19 @@ def _fail_halo(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarra
 
 
 def _fail_cast(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
-    # A gain vector on a random hue direction; mean luma is kept so only colour changes.
+    # A gain vector on a random hue direction; mean luma is kept so only colour changes. A cast that
+    # moves the base's colour balance *towards* the scene's (the base may carry the input's own cast)
+    # would be a correction, not a failure, so the direction is flipped (hue + pi) when its component
+    # along the base's balance error is negative: the result is then always further off than the base.
     ang = p["hue"]
     d = np.array([math.cos(ang), math.cos(ang - 2 * math.pi / 3), math.cos(ang + 2 * math.pi / 3)], np.float32)
+    ref = p.get("_reference")
+    if ref is not None:
+        def balance(x: np.ndarray) -> np.ndarray:
+            m = x.reshape(-1, 3).mean(axis=0).astype(np.float64) + 1e-4
+            return m / float(m @ E._LUMA)
+        if float(d @ (balance(base) - balance(ref))) < 0.0:
+            d = -d
     gains = 1.0 + p["strength"] * d
     gains = gains / float(gains @ E._LUMA)
     return E._finish(base * gains)
@@ -230,10 +240,24 @@ def _fail_over(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarra
 
 
 def _fail_under(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
-    # The base's curve with only a fraction of its brightening.
-    m = float(np.clip(E.luma(low).mean(), 1e-3, 0.9))
-    target = m + p["fraction"] * (p["base_target"] - m)
-    return E._finish(_adaptive(low, max(target, m)))
+    # The base with less light: ``stops`` darker in linear light, counted from the darker of the base
+    # and the reference (a base brighter than the scene darkened towards it would be a correction).
+    # An exposure-only change: noise, colour and structure stay the base's, so the result differs
+    # from the clean result it came from only by being under-enhanced.
+    from iaca_metric.training import night as N
+
+    lin = N.srgb_to_linear(base)
+    ref = p.get("_reference")
+    stops = float(p["stops"])
+    if ref is not None:
+        ref_luma, base_luma = float(E.luma(ref).mean()), float(E.luma(base).mean())
+        if ref_luma < base_luma:  # extra linear-light factor that brings the base down to the reference
+            lo, hi = 0.0, 1.0
+            for _ in range(30):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if float(E.luma(N.linear_to_srgb(lin * mid)).mean()) < ref_luma else (lo, mid)
+            lin = lin * hi
+    return E._finish(N.linear_to_srgb(lin * 2.0 ** -stops).astype(np.float32))
 
 
 def _noise_sampler(rng: np.random.Generator, d: int) -> Params:
@@ -271,7 +295,7 @@ FAMILIES: tuple[Family, ...] = (
                                                    "eps": _sev(r, d, 0.015, 0.08, log=True)}, _fail_smooth),
     Family("fail_blur", "failure", lambda r, d: {"sigma": _sev(r, d, 1.5, 4.5)}, _fail_blur),
     Family("fail_over", "failure", lambda r, d: {"target": _sev(r, d, 0.66, 0.86)}, _fail_over),
-    Family("fail_under", "failure", lambda r, d: {"fraction": _sev(r, 1 - d, 0.1, 0.5)}, _fail_under),
+    Family("fail_under", "failure", lambda r, d: {"stops": _sev(r, d, 1.0, 2.5)}, _fail_under),
 )
 
 _BY_NAME = {f.name: f for f in FAMILIES}
@@ -296,7 +320,8 @@ def candidate_names(families: tuple[Family, ...] = FAMILIES) -> list[str]:
 
 
 def make_candidates(low: np.ndarray, seed: int, names: set[str] | None = None,
-                    families: tuple[Family, ...] = FAMILIES) -> dict[str, tuple[np.ndarray, Params, str]]:
+                    families: tuple[Family, ...] = FAMILIES,
+                    reference: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, Params, str]]:
     """Draw every family's parameters for one group and make its candidates.
 
     Args:
@@ -304,6 +329,10 @@ def make_candidates(low: np.ndarray, seed: int, names: set[str] | None = None,
         seed: the group's seed (all parameters and noise come from it).
         names: only make these candidates (the parameters of every draw are still drawn, so a
             candidate's parameters do not depend on which others are made).
+        reference: (H, W, 3) float32 [0, 1] well-exposed capture of the scene, if known. Only two
+            failures use it, to make sure they move *away* from the scene: ``fail_cast`` flips a hue
+            direction that would correct the base's colour balance, ``fail_under`` darkens from the
+            darker of the base and the reference. It is never an input of a clean method.
     Returns:
         ``{name: (image (H, W, 3) float32 [0, 1], params, family kind)}``.
     """
@@ -321,5 +350,8 @@ def make_candidates(low: np.ndarray, seed: int, names: set[str] | None = None,
             continue
         if fam.kind == "failure":
             p = {**p, "base": BASE_NAME, "base_target": base_p["target"]}
-        out[name] = (fam.apply(low, p, base), p, fam.kind)
+            img = fam.apply(low, {**p, "_reference": reference}, base)
+        else:
+            img = fam.apply(low, p, base)
+        out[name] = (img, p, fam.kind)
     return out

@@ -363,7 +363,8 @@ def process_group(
             _save_png(gdir / "low.png", low_u8)
         if not (gdir / "ref.png").is_file():
             _save_png(gdir / "ref.png", ref_u8)
-        made = make_candidates(low, group_seed(seed, group.gid), names=set(missing), families=families)
+        made = make_candidates(low, group_seed(seed, group.gid), names=set(missing), families=families,
+                               reference=ref)
         new: list[tuple[str, np.ndarray, dict, str]] = [
             (n, _to_u8(made[n][0]), made[n][1], made[n][2]) for n in fam_names if n in made]
         if "input" in missing:
