@@ -345,9 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     model = IACAMetric() if args.model is None else IACAMetric.from_pretrained(args.model)
     others = {"iaca_previous": IACAMetric.from_pretrained(args.previous).eval()} if args.previous else {}
+    # weights_info's "_" keys are in-process bookkeeping (tensor ids), not facts about the weights
+    info = {k: v for k, v in model.weights_info.items() if not k.startswith("_")}
     report = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} "
               f"{platform.processor() or ''} {torch.get_num_threads()} threads".strip(),
-              "command": "python " + " ".join(sys.argv), "model": {"arch": model.arch, **model.weights_info},
+              "command": "python " + " ".join(sys.argv), "model": {"arch": model.arch, **info},
               "datasets": {}}
     if args.sice:
         recs = read_sice_index(args.sice, split=args.sice_split)

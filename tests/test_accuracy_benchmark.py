@@ -44,6 +44,9 @@ def test_accuracy_benchmark_end_to_end(tmp_path, capsys):
     assert bench.main(["--model", str(tmp_path / "model"), "--squarelol", str(data), "--squarelol-split", "all",
                        "--out", str(out), "--threads", "1"]) == 0
     report = json.loads(out.read_text())
+    # the model entry says which weights were scored, without in-process bookkeeping (tensor ids)
+    assert report["model"]["arch"] == "efficientnet_lite0"
+    assert not [k for k in report["model"] if k.startswith("_")], sorted(report["model"])
     res = report["datasets"]["squarelol_all"]
     assert res["n_images"] == 15 and res["n_groups"] == 3
     m = res["metrics"]
