@@ -6,6 +6,7 @@ import pytest
 
 from iaca_metric.training import families as FA
 from iaca_metric.training.enhancers import luma
+from iaca_metric.training.night import srgb_to_linear
 
 NETS = {"zero_dce", "self_supervised"}
 NAMES = [n for n in FA.candidate_names() if n not in NETS]
@@ -108,7 +109,7 @@ def test_failures_move_away_from_the_reference(low: np.ndarray, seed: int) -> No
         assert np.linalg.norm(_balance(made[f"fail_cast_{d}"][0]) - _balance(ref)) > err_base + 0.02
         # at least ``stops`` darker than the darker of base and reference, in linear light
         stops = made[f"fail_under_{d}"][1]["stops"]
-        lin = lambda x: float(np.mean(np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)))  # noqa: E731
+        lin = lambda x: float(np.mean(srgb_to_linear(x)))  # noqa: E731
         floor = min(lin(base), lin(ref))
         assert lin(made[f"fail_under_{d}"][0]) < floor * 2.0 ** -stops * 1.05
     # a reference darker than the base: the under-enhancement starts from the reference's exposure

@@ -208,6 +208,12 @@ def _fail_halo(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarra
     return E._finish(base + p["amount"] * (base - E.blur(base, p["sigma"])))
 
 
+def _balance(x: np.ndarray) -> np.ndarray:
+    """Colour balance of an image: its channel means (3,) over their luma."""
+    m = x.reshape(-1, 3).mean(axis=0).astype(np.float64) + 1e-4
+    return m / float(m @ E._LUMA)
+
+
 def _fail_cast(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarray:
     # A gain vector on a random hue direction; mean luma is kept so only colour changes. A cast that
     # moves the base's colour balance *towards* the scene's (the base may carry the input's own cast)
@@ -216,12 +222,8 @@ def _fail_cast(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarra
     ang = p["hue"]
     d = np.array([math.cos(ang), math.cos(ang - 2 * math.pi / 3), math.cos(ang + 2 * math.pi / 3)], np.float32)
     ref = p.get("_reference")
-    if ref is not None:
-        def balance(x: np.ndarray) -> np.ndarray:
-            m = x.reshape(-1, 3).mean(axis=0).astype(np.float64) + 1e-4
-            return m / float(m @ E._LUMA)
-        if float(d @ (balance(base) - balance(ref))) < 0.0:
-            d = -d
+    if ref is not None and float(d @ (_balance(base) - _balance(ref))) < 0.0:
+        d = -d
     gains = 1.0 + p["strength"] * d
     gains = gains / float(gains @ E._LUMA)
     return E._finish(base * gains)
@@ -249,14 +251,8 @@ def _fail_under(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarr
     lin = N.srgb_to_linear(base)
     ref = p.get("_reference")
     stops = float(p["stops"])
-    if ref is not None:
-        ref_luma, base_luma = float(E.luma(ref).mean()), float(E.luma(base).mean())
-        if ref_luma < base_luma:  # extra linear-light factor that brings the base down to the reference
-            lo, hi = 0.0, 1.0
-            for _ in range(30):
-                mid = 0.5 * (lo + hi)
-                lo, hi = (mid, hi) if float(E.luma(N.linear_to_srgb(lin * mid)).mean()) < ref_luma else (lo, mid)
-            lin = lin * hi
+    if ref is not None and float(E.luma(ref).mean()) < float(E.luma(base).mean()):
+        lin = lin * N.exposure_scale_for_luma(lin, float(E.luma(ref).mean()))  # down to the reference first
     return E._finish(N.linear_to_srgb(lin * 2.0 ** -stops).astype(np.float32))
 
 

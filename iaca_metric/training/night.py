@@ -60,6 +60,22 @@ def _mean_luma(srgb: np.ndarray) -> float:
     return float((srgb @ np.array([0.299, 0.587, 0.114])).mean())
 
 
+def exposure_scale_for_luma(lin: np.ndarray, target_luma: float) -> float:
+    """Linear-light factor in [1e-4, 1] that gives ``lin`` (H, W, 3) a mean sRGB luma of ``target_luma``.
+
+    Found by bisection (geometric, 40 steps), since the sRGB curve is not a power law; 1 when even the
+    unscaled image is darker than the target.
+    """
+    lo, hi = 1e-4, 1.0
+    for _ in range(40):
+        mid = np.sqrt(lo * hi)
+        if _mean_luma(linear_to_srgb(lin * mid)) > target_luma:
+            hi = mid
+        else:
+            lo = mid
+    return float(np.sqrt(lo * hi))
+
+
 def simulate(source_u8: np.ndarray, params: dict) -> np.ndarray:
     """A simulated night capture of the scene in ``source_u8``.
 
@@ -72,15 +88,7 @@ def simulate(source_u8: np.ndarray, params: dict) -> np.ndarray:
     from scipy import ndimage
 
     lin = srgb_to_linear(np.asarray(source_u8, dtype=np.float64) / 255.0)
-    # Exposure scale found by bisection on the noise-free result (the sRGB curve is not a power law).
-    lo, hi = 1e-4, 1.0
-    for _ in range(40):
-        mid = np.sqrt(lo * hi)
-        if _mean_luma(linear_to_srgb(lin * mid)) > params["target_luma"]:
-            hi = mid
-        else:
-            lo = mid
-    x = lin * np.sqrt(lo * hi)
+    x = lin * exposure_scale_for_luma(lin, params["target_luma"])  # on the noise-free result
     rng = np.random.default_rng(params["seed"])
     z = rng.standard_normal(x.shape)
     # ~1 px spatial correlation (demosaicing), renormalised to unit variance
