@@ -86,7 +86,9 @@ def test_relabel_weights_change_order(ref: np.ndarray) -> None:
     v = _variants(ref)
     m = L.measure(np.stack([v["noisy"], v["dark"]]), ref)
     assert L.utilities(m, {**L.WEIGHTS, "noise": 1e3})[0] < L.utilities(m, {**L.WEIGHTS, "noise": 1e3})[1]
-    assert L.utilities(m, {**L.WEIGHTS, "noise": 0.0})[0] > L.utilities(m, {**L.WEIGHTS, "noise": 0.0})[1]
+    # noise is charged by three measures (luma noise, colour speckle, unexplained fine structure)
+    free = {**L.WEIGHTS, "noise": 0.0, "chroma_noise": 0.0, "artefact": 0.0}
+    assert L.utilities(m, free)[0] > L.utilities(m, free)[1]
 
 
 def _rows(scores: dict[str, list[float]]) -> list[dict]:
@@ -183,3 +185,45 @@ def test_label_checks_split_by_input_kind_and_report_the_fidelity_truth() -> Non
     assert "PSNR+SSIM-rank truth" in format_report(rep) and "night inputs: 3/3" in format_report(rep)
     assert "psnr_ssim_rank_truth" in check_labels(_rows(good)) and \
         check_labels(_rows(good))["psnr_ssim_rank_truth"]["labels_within_srcc_median"] is None
+
+
+def test_artefact_colour_and_colour_noise_measures_do_not_reward_darkness(ref: np.ndarray) -> None:
+    """A linear-light darker copy keeps its artefacts' visibility: JPEG blocks, noise, over-saturation
+    and colour speckle are measured (nearly) the same one and two stops darker, so darkening a damaged
+    result never makes it win (fail_under, fail_jpeg and fail_smooth lost to their base for that)."""
+    from iaca_metric.training.night import linear_to_srgb, srgb_to_linear
+
+    rng = np.random.default_rng(3)
+    vivid = np.clip(0.5 + (ref - ref.mean(axis=-1, keepdims=True)) * 2.0 + (ref.mean(axis=-1, keepdims=True) - 0.5), 0, 1)
+    damaged = {
+        "jpeg": _jpeg(ref, 8),
+        "speckle": np.clip(ref + rng.normal(0, 0.04, ref.shape), 0, 1).astype(np.float32),
+        "vivid": vivid.astype(np.float32),
+    }
+    for name, img in damaged.items():
+        darker = [linear_to_srgb(srgb_to_linear(img) * f).astype(np.float32) for f in (0.5, 0.25)]
+        v = L.measure(np.stack([img, *darker]), ref)
+        for k, floor in (("artefact", 1e-3), ("colourfulness", 0.02), ("chroma_noise", 0.5), ("false_colour", 0.5)):
+            scale = max(abs(v[k][0]), floor)
+            assert abs(v[k][1] - v[k][0]) < 0.15 * scale, (name, k, v[k])
+            assert abs(v[k][2] - v[k][0]) < 0.25 * scale, (name, k, v[k])
+    v = L.measure(np.stack([ref, damaged["vivid"]]), ref)
+    assert v["colourfulness"][1] > L.OVERSAT_TOLERANCE + 0.1  # and the over-saturation itself is measured
+
+
+def test_colour_speckle_and_blotches_are_measured_in_flat_regions() -> None:
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float32)
+    ref = np.stack([0.45 + 0.3 * np.sin(xx / 6), 0.45 + 0.3 * np.cos(yy / 4), 0.4 + 0.25 * np.sin((xx - yy) / 8)], -1)
+    ref[:, :64] = [0.5, 0.45, 0.4]  # a flat wall, where a real scene has no colour texture
+    ref = np.clip(ref + rng.normal(0, 0.005, ref.shape), 0, 1).astype(np.float32)
+    speckle = np.clip(ref + rng.normal(0, 0.05, ref.shape), 0, 1).astype(np.float32)
+    blotch = np.clip(ref + ndimage.gaussian_filter(rng.normal(0, 0.5, ref.shape), (2.5, 2.5, 0)), 0, 1)
+    grey_noise = np.clip(ref + rng.normal(0, 0.05, ref.shape[:2])[..., None], 0, 1).astype(np.float32)
+    v = L.measure(np.stack([ref, speckle, blotch.astype(np.float32), grey_noise]), ref)
+    assert abs(v["chroma_noise"][0]) < 1e-3 and abs(v["chroma_blotch"][0]) < 1e-3
+    assert v["chroma_noise"][1] > 50 and v["chroma_noise"][1] > 2 * v["chroma_noise"][3]  # colour, not luma, noise
+    assert v["chroma_blotch"][2] > 5 and v["chroma_blotch"][2] > 1.5 * v["chroma_blotch"][1]
+    assert v["chroma_noise"][2] < 0.1 * v["chroma_noise"][1]  # blotches are not speckle

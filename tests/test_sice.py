@@ -144,7 +144,7 @@ def test_plan_groups_on_fake_layout(fake_sice: Path) -> None:
     assert {g.split for g in groups if g.scene == "b"} == {"val"}
 
 
-def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path) -> None:
+def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     split_map = {"train": ["a"], "val": [], "test": ["b", "c"]}
     kw = dict(workers=1, split_map=split_map, limit=2, progress=False, skip_families=NETS)
@@ -193,8 +193,17 @@ def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path) -> None:
     assert (out / "a" / "2" / f"{victim}.png").is_file() and other.stat().st_mtime_ns == other_stamp
     assert index3.read_text() == index.read_text()
     assert (done.stat().st_mtime_ns, png.stat().st_mtime_ns) == stamp
-    # Relabelling from the stored measures reproduces the index without reading an image.
-    assert sice.relabel(out).read_text() == index.read_text()
+    # Relabelling from the stored measures reproduces the index without reading an image...
+    original = index.read_text()
+    assert sice.relabel(out).read_text() == original
+    # ...and with other weights, meta.json records the weights the scores now come from.
+    from iaca_metric.training import labels as L
+
+    monkeypatch.setitem(L.WEIGHTS, "noise", L.WEIGHTS["noise"] * 7.0)
+    sice.relabel(out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["label_weights"]["noise"] == pytest.approx(L.WEIGHTS["noise"]) and meta["size"] == kw.get("size")
+    assert sice.relabel(out).read_text() != original
 
 
 def test_build_size_option(fake_sice: Path, tmp_path: Path) -> None:

@@ -525,10 +525,17 @@ def write_index(out: Path, rows: list[dict]) -> Path:
 
 
 def relabel(out_dir: str | os.PathLike) -> Path:
-    """Recompute every score of an existing build from its stored measures (no image is read)."""
+    """Recompute every score of an existing build from its stored measures (no image is read).
+
+    ``meta.json`` is rewritten with the weights and SIGMA the scores now come from (its size and seed
+    are kept), so a build's record never names weights its labels were not made with."""
     out = Path(out_dir)
     rows = [r for p in sorted(out.glob("*/*/rows.jsonl")) for r in _read_jsonl(p)]
-    return write_index(out, rows)
+    index = write_index(out, rows)
+    meta_path = out / "meta.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    _write_meta(out, meta.get("size"), meta.get("seed", 0))
+    return index
 
 
 def _write_meta(out: Path, size: int | None, seed: int) -> None:
