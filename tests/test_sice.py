@@ -169,7 +169,11 @@ def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path, monkeypatc
             if r["kind"] == "failure":
                 assert r["params"]["base"] == "adaptive_0"
         inp = next(r for r in g if r["kind"] == "input")
-        assert inp["score"] < 0.2  # the unenhanced dark input is judged bad
+        base = next(r for r in g if r["candidate"] == "adaptive_0")
+        # the unenhanced dark input is judged bad: in the lower third, far below the clean base (measures
+        # v7 made darkness cheaper, so on these 64-px synthetic scenes it now beats the methods whose
+        # artefacts the tiny images exaggerate; docs/training_data.md reports the rate on real groups)
+        assert inp["score"] < 1 / 3 and inp["score"] < base["score"] - 0.4
     img = np.asarray(Image.open(out / rows[0]["path"]))
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert [f["name"] for f in json.loads((out / "meta.json").read_text())["families"]] == [f.name for f in FAMILIES]
