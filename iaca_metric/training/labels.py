@@ -102,11 +102,16 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return (x * _LUMA.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
-def _lab(x: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) sRGB [0, 1] -> (N, 3, H, W) CIELAB L*, a*, b* (D65)."""
+def _xyz(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB [0, 1] -> CIE XYZ (D65) divided by the white point, so white is (1, 1, 1)."""
     lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     m = torch.tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-    xyz = torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
+    return torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
+
+
+def _lab(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) sRGB [0, 1] -> (N, 3, H, W) CIELAB L*, a*, b* (D65)."""
+    xyz = _xyz(x)
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-8) ** (1 / 3), 7.787 * xyz + 16 / 116)
     return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], 1)
 
@@ -121,10 +126,7 @@ def _saturation_ab(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     w (N, 1, h, w))`` with the weight ``w = f(Y) / mean f(Y)``: near-black pixels, whose chromaticity is
     mostly noise, count less, by a factor that a global exposure change does not alter.
     """
-    lin = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-    m = torch.tensor([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
-    xyz = torch.einsum("ij,njhw->nihw", m, lin) / torch.tensor([0.95047, 1.0, 1.08883]).view(1, 3, 1, 1)
-    f = (xyz + 1e-5) ** (1 / 3)
+    f = (_xyz(x) + 1e-5) ** (1 / 3)
     s = torch.stack([500 * (f[:, 0] / f[:, 1] - 1), 200 * (1 - f[:, 2] / f[:, 1])], 1)
     w = f[:, 1:2] / f[:, 1:2].mean(dim=(-2, -1), keepdim=True)
     return s, w
@@ -349,8 +351,9 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
     return {k: np.concatenate(v).astype(np.float64) for k, v in out.items()}
 
 
-#: Weight of each penalty in the utility (units: one unit of utility ~ 1/SIGMA JNDs). Chosen by hand
-#: from what each penalty means (docs/training_data.md) and validated, not fitted, by the checks.
+#: Weight of each penalty in the utility (units: one unit of utility ~ 1/SIGMA JNDs). Set by hand from
+#: what each penalty means, then searched against the train + val groups' checks (docs/training_data.md);
+#: never fitted to human scores (none exist for these images), and validated on the test groups' checks.
 WEIGHTS: dict[str, float] = {
     # Measures v7 (exposure-invariant artefact, colourfulness, false colour): a coordinate search on the
     # train + val groups' checks from the hand-set v5 weights, rounded (docs/training_data.md); the test
@@ -365,7 +368,7 @@ WEIGHTS: dict[str, float] = {
     "washout": 0.4,     # per unit of lost colourfulness (log ratio), only when duller than the reference
     "oversat": 20.0,    # per unit of colourfulness beyond OVERSAT_TOLERANCE above the reference (log ratio)
     "noise": 3.0,       # per unit of excess normalised high-frequency energy in flat regions
-    "chroma_noise": 0.0,  # measured, not weighted: the search never kept it (speckle is charged by artefact)
+    "chroma_noise": 0.0,  # measured, not weighted: any weight lowers the worst check (speckle is charged by artefact)
     "chroma_blotch": 0.0,  # measured, not weighted: as chroma_noise
     "smooth": 1.0,      # per unit of lost band-pass detail (log ratio), only when smoother
     "block": 3.5,       # per unit of excess normalised blockiness
