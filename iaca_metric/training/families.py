@@ -251,8 +251,9 @@ def _fail_under(low: np.ndarray, p: Params, base: np.ndarray | None) -> np.ndarr
     lin = N.srgb_to_linear(base)
     ref = p.get("_reference")
     stops = float(p["stops"])
-    if ref is not None and float(E.luma(ref).mean()) < float(E.luma(base).mean()):
-        lin = lin * N.exposure_scale_for_luma(lin, float(E.luma(ref).mean()))  # down to the reference first
+    ref_luma = float(E.luma(ref).mean()) if ref is not None else None
+    if ref_luma is not None and ref_luma < float(E.luma(base).mean()):
+        lin = lin * N.exposure_scale_for_luma(lin, ref_luma)  # down to the reference first
     return E._finish(N.linear_to_srgb(lin * 2.0 ** -stops).astype(np.float32))
 
 

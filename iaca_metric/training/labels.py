@@ -132,11 +132,10 @@ def _saturation_ab(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s, w
 
 
-def _colourfulness(x4: torch.Tensor) -> torch.Tensor:
-    """Weighted chroma spread plus half the mean chroma (Hasler-Suesstrunk-like) of the exposure-invariant
-    chroma of :func:`_saturation_ab`, per image (N,). Meant for 4x-downsampled images, so that colour
-    noise (which denoising and compression remove) is not counted as colour."""
-    s, w = _saturation_ab(x4)
+def _colourfulness(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Weighted chroma spread plus half the mean chroma (Hasler-Suesstrunk-like), per image (N,), of the
+    exposure-invariant chroma ``s`` and weights ``w`` of :func:`_saturation_ab`. Meant for 4x-downsampled
+    images, so that colour noise (which denoising and compression remove) is not counted as colour."""
     mean = (s * w).sum(dim=(-2, -1), keepdim=True) / w.sum(dim=(-2, -1), keepdim=True)
     spread = (((s - mean) ** 2).sum(1, keepdim=True) * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
     return spread.sqrt() + 0.5 * mean.flatten(1).norm(dim=1)
@@ -271,9 +270,9 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_L, r_ab = r_lab[:, :1].mean(), r_lab[:, 1:]
         r_veil = _veil(ry)
         r_s4, r_w4 = _saturation_ab(F.avg_pool2d(r, 4))
+        r_col = _colourfulness(r_s4, r_w4)
         r_s4 = r_s4.clamp(-CHROMA_CLAMP, CHROMA_CLAMP)
         r_ab_mean = r_ab.mean(dim=(-2, -1), keepdim=True)
-        r_col = _colourfulness(F.avg_pool2d(r, 4))
         r_block = _blockiness(rn)
         r_clip = float((r.amax(1) >= 0.98).float().mean())
         ry_half = F.avg_pool2d(ry, 2)
@@ -302,7 +301,7 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             # region dark does not hide its wrong colour (with a*, b* rescaled to the candidate's own
             # lightness it did, and the measure rewarded darkness). Weighted by the reference's lightness,
             # so the scene's near-black pixels, whose chroma is undefined, count little.
-            s_c, _ = _saturation_ab(F.avg_pool2d(c, 4))
+            s_c, w_c = _saturation_ab(F.avg_pool2d(c, 4))  # shared with colourfulness below
             d = (s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP) - r_s4).pow(2).sum(1, keepdim=True).sqrt()
             out["false_colour"].append(((d * r_w4).sum(dim=(1, 2, 3)) / r_w4.sum()).numpy())
             out["veil"].append(torch.log((_veil(cy) + 0.01) / (r_veil + 0.01)).numpy())
@@ -313,7 +312,7 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             # Per-pixel exposure-invariant chroma at 1/4 resolution: a darker (or brighter) rendering of
             # the same colours scores the reference's colourfulness, so over-saturation cannot be cured
             # by darkening, and colour noise removed by smoothing or JPEG is not mistaken for colour.
-            col = _colourfulness(F.avg_pool2d(c, 4))
+            col = _colourfulness(s_c, w_c)
             out["colourfulness"].append(torch.log((col + 2.0) / (r_col + 2.0)).numpy())
             hf = _hf(cn)
             fm = flat.expand(n, -1, -1, -1)
