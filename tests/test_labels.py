@@ -227,3 +227,28 @@ def test_colour_speckle_and_blotches_are_measured_in_flat_regions() -> None:
     assert v["chroma_noise"][1] > 50 and v["chroma_noise"][1] > 2 * v["chroma_noise"][3]  # colour, not luma, noise
     assert v["chroma_blotch"][2] > 5 and v["chroma_blotch"][2] > 1.5 * v["chroma_blotch"][1]
     assert v["chroma_noise"][2] < 0.1 * v["chroma_noise"][1]  # blotches are not speckle
+
+
+def test_chroma_split_tells_a_wrong_hue_from_faded_or_boosted_colour(ref: np.ndarray) -> None:
+    """The v8 colour measures: a tint is a hue error, a greyed copy lost chroma, a boosted copy gained
+    it, and the region-scale false colour ignores pixel noise that the pixel-scale one counts."""
+    rng = np.random.default_rng(5)
+    grey = ref.mean(axis=-1, keepdims=True)
+    variants = {
+        "clean": ref,
+        "tint": np.clip(ref * np.array([1.0, 1.2, 0.75], np.float32), 0, 1),
+        "faded": (grey + 0.3 * (ref - grey)).astype(np.float32),
+        "boosted": np.clip(grey + 1.8 * (ref - grey), 0, 1).astype(np.float32),
+        "noisy": np.clip(ref + rng.normal(0, 0.05, ref.shape), 0, 1).astype(np.float32),
+    }
+    v = L.measure(np.stack(list(variants.values())), ref)
+    col = {n: {k: float(v[k][i]) for k in v} for i, n in enumerate(variants)}
+    for k in ("false_colour_coarse", "hue_error", "chroma_loss", "chroma_gain"):
+        assert abs(col["clean"][k]) < 1e-3, k
+    assert col["tint"]["hue_error"] > 3 * max(col["faded"]["hue_error"], col["boosted"]["hue_error"], 0.5)
+    assert col["faded"]["chroma_loss"] > 3 * max(col["tint"]["chroma_loss"], col["boosted"]["chroma_loss"], 0.5)
+    assert col["boosted"]["chroma_gain"] > 3 * max(col["faded"]["chroma_gain"], 0.5)
+    assert col["faded"]["chroma_gain"] < 0.5 and col["boosted"]["chroma_loss"] < 0.3 * col["boosted"]["chroma_gain"]
+    # pixel noise: large at the pixel scale, small between 16 px regions' mean colours
+    assert col["noisy"]["false_colour_coarse"] < 0.35 * col["noisy"]["false_colour"]
+    assert col["tint"]["false_colour_coarse"] > 0.7 * col["tint"]["false_colour"]

@@ -35,9 +35,10 @@ _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 #: Version of :func:`measure`'s definitions; stored with every measured candidate so that a build
 #: re-measures (from its saved images) what an older version measured.
-MEASURES_VERSION = 7  # 4: exposure-matched chroma, veil, PSNR, SSIM; 5: false colour;
+MEASURES_VERSION = 8  # 4: exposure-matched chroma, veil, PSNR, SSIM; 5: false colour;
 # 6: exposure-invariant artefact (Weber units) and colourfulness (per-pixel chroma / f(Y), 1/4 resolution),
-# colour speckle and blotches; 7: exposure-invariant false colour
+# colour speckle and blotches; 7: exposure-invariant false colour; 8: false colour at the region scale,
+# and the 1/4-resolution chroma difference split into wrong hue, lost and added chroma
 
 #: Names of the stored measures (all computed by :func:`measure`).
 MEASURES: tuple[str, ...] = (
@@ -57,6 +58,12 @@ MEASURES: tuple[str, ...] = (
     "ssim_rgb",      # SSIM (RGB, full resolution) to the reference: its second half (benchmarks/accuracy.py)
     "false_colour",  # lightness-weighted distance of exposure-invariant chroma (chroma / f(Y), 1/4 res) to the
                      # reference's, pixel by pixel: colours that are not the scene's, at any exposure
+    "false_colour_coarse",  # the same at 1/16 resolution (32 px regions of a 512 px image), chroma taken of the
+                     # region's mean colour: noise, blocks and smoothing average out there, wrong colours do not
+    "hue_error",     # exposure-invariant chroma across the scene's own chroma direction (1/4 res): a colour the
+                     # scene does not have (a hue shift, or any tint where the scene is grey)
+    "chroma_loss",   # exposure-invariant chroma missing along the scene's direction (1/4 res): faded colour
+    "chroma_gain",   # exposure-invariant chroma added along the scene's direction (1/4 res): over-saturation
     "veil",          # log ratio of (2nd-percentile luma / mean luma), candidate / reference: lifted, greyed shadows
     "noise",         # contrast-normalised high-frequency energy in the reference's flat regions, minus the reference's
     "chroma_noise",  # high-frequency energy of exposure-invariant chroma in the same flat regions, minus the reference's
@@ -139,6 +146,22 @@ def _colourfulness(s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     mean = (s * w).sum(dim=(-2, -1), keepdim=True) / w.sum(dim=(-2, -1), keepdim=True)
     spread = (((s - mean) ** 2).sum(1, keepdim=True) * w).sum(dim=(1, 2, 3)) / w.sum(dim=(1, 2, 3))
     return spread.sqrt() + 0.5 * mean.flatten(1).norm(dim=1)
+
+
+def _chroma_split(s: torch.Tensor, direction: torch.Tensor, mag: torch.Tensor,
+                  w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split exposure-invariant chroma ``s`` (N, 2, h, w) against the scene's: ``(across, lost, added)``,
+    each (N,), weighted means (weights ``w`` (1, 1, h, w)) of the component across the scene's chroma
+    ``direction`` (1, 2, h, w), and of the shortfall and excess of the component along it relative to
+    the scene's chroma magnitude ``mag`` (1, 1, h, w)."""
+    par = (s * direction).sum(1, keepdim=True)
+    across = (s - par * direction).pow(2).sum(1, keepdim=True).sqrt()
+    wsum = w.sum()
+
+    def avg(e: torch.Tensor) -> torch.Tensor:
+        return (e * w).sum(dim=(1, 2, 3)) / wsum
+
+    return avg(across), avg((mag - par).clamp_min(0)), avg((par - mag).clamp_min(0))
 
 
 def _chroma_noise(x: torch.Tensor, flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -272,6 +295,14 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
         r_s4, r_w4 = _saturation_ab(F.avg_pool2d(r, 4))
         r_col = _colourfulness(r_s4, r_w4)
         r_s4 = r_s4.clamp(-CHROMA_CLAMP, CHROMA_CLAMP)
+        r_mag4 = r_s4.pow(2).sum(1, keepdim=True).sqrt()
+        # Direction of the scene's chroma, a unit vector where the scene has colour (|s| >= 10); shorter
+        # where it is near grey and its hue is undefined, so that chroma there counts as across it (a
+        # tint), not along it. The reference's own values (not 0 for near-grey pixels) are subtracted.
+        r_dir4 = r_s4 / r_mag4.clamp_min(10.0)
+        r_hue, r_loss, r_gain = _chroma_split(r_s4, r_dir4, r_mag4, r_w4)
+        r_s16, r_w16 = _saturation_ab(F.avg_pool2d(r, 16))
+        r_s16 = r_s16.clamp(-CHROMA_CLAMP, CHROMA_CLAMP)
         r_ab_mean = r_ab.mean(dim=(-2, -1), keepdim=True)
         r_block = _blockiness(rn)
         r_clip = float((r.amax(1) >= 0.98).float().mean())
@@ -304,6 +335,18 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             s_c, w_c = _saturation_ab(F.avg_pool2d(c, 4))  # shared with colourfulness below
             d = (s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP) - r_s4).pow(2).sum(1, keepdim=True).sqrt()
             out["false_colour"].append(((d * r_w4).sum(dim=(1, 2, 3)) / r_w4.sum()).numpy())
+            # The same distance split by what people see: a hue the scene does not have, or the scene's
+            # own colour faded or boosted. Pixel noise and JPEG chroma loss move the chroma in every
+            # direction and fade it on average; a Retinex tint moves it across the scene's direction.
+            hue, loss, gain = _chroma_split(s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP), r_dir4, r_mag4, r_w4)
+            out["hue_error"].append((hue - r_hue).numpy())
+            out["chroma_loss"].append((loss - r_loss).numpy())
+            out["chroma_gain"].append((gain - r_gain).numpy())
+            # Region-scale false colour: the chroma of each 16x16 region's mean colour, so fine colour
+            # noise (which averages out in the RGB mean), blocks and smoothing barely change it.
+            s16, _ = _saturation_ab(F.avg_pool2d(c, 16))
+            d16 = (s16.clamp(-CHROMA_CLAMP, CHROMA_CLAMP) - r_s16).pow(2).sum(1, keepdim=True).sqrt()
+            out["false_colour_coarse"].append(((d16 * r_w16).sum(dim=(1, 2, 3)) / r_w16.sum()).numpy())
             out["veil"].append(torch.log((_veil(cy) + 0.01) / (r_veil + 0.01)).numpy())
             ab_mean = ab.mean(dim=(-2, -1), keepdim=True)
             out["cast"].append((ab_mean - r_ab_mean).flatten(1).norm(dim=1).numpy())
@@ -377,6 +420,10 @@ WEIGHTS: dict[str, float] = {
     "artefact": 14.0,   # per unit of unexplained fine structure (Weber units)
     "veil": 1.25,       # per unit of shadow lift beyond VEIL_TOLERANCE (log ratio): grey, hazy shadows
     "false_colour": 1.6,  # per unit of exposure-invariant chroma distance to the scene's (chroma / f(Y) units)
+    "false_colour_coarse": 0.0,  # per unit of the same distance between 16 px regions' mean colours
+    "hue_error": 0.0,   # per unit of chroma across the scene's chroma direction
+    "chroma_loss": 0.0,  # per unit of chroma missing along the scene's direction
+    "chroma_gain": 0.0,  # per unit of chroma added along the scene's direction
 }
 #: Thurstone discriminal dispersion: utility difference at which a pair is decided 84 : 16.
 SIGMA = 0.08
@@ -434,6 +481,10 @@ def penalties(values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "artefact": np.maximum(0.0, v["artefact"]),
         "veil": np.maximum(0.0, v["veil"] - VEIL_TOLERANCE),
         "false_colour": v["false_colour"],
+        "false_colour_coarse": v["false_colour_coarse"],
+        "hue_error": v["hue_error"],
+        "chroma_loss": v["chroma_loss"],
+        "chroma_gain": v["chroma_gain"],
     }
 
 
