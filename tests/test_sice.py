@@ -230,3 +230,45 @@ def test_multiprocess_build_matches_in_process(fake_sice: Path, tmp_path: Path) 
                             skip_families=NETS)
     assert i1.read_text() == i2.read_text()
     assert len({json.loads(ln)["group"] for ln in i1.read_text().splitlines()}) == 6  # 4 real + 2 night
+
+
+def _view(seed: int, size: int = 64) -> np.ndarray:
+    """A radiance map with large-scale structure of its own (a different view per seed)."""
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    img = ndimage.gaussian_filter(rng.uniform(0.05, 1.0, (size, size, 3)), (4, 4, 0))
+    return np.clip((img - img.min()) / (img.max() - img.min()) * 0.95 + 0.05, 0.05, 1.0)
+
+
+def test_same_view_components_split_two_interleaved_brackets(tmp_path: Path) -> None:
+    """SICE's s208 and s212 interleave two brackets of different views; exposures of one view (at
+    gains 0.1-1.4, JPEG, gamma-encoded like the real files) must form one component, the other view
+    another, whatever their exposure order."""
+    paths, truth = [], []
+    for i, (v, g) in enumerate([(0, 0.1), (1, 0.12), (0, 0.3), (1, 0.35), (0, 0.7), (1, 0.8), (0, 1.4)]):
+        u8 = (np.clip(_view(v) * g, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
+        p = tmp_path / f"{i}.jpg"
+        Image.fromarray(u8).save(p, quality=90)
+        paths.append(p)
+        truth.append(v)
+    comp = sice.same_view_components(paths)
+    same = [[comp[i] == comp[j] for j in range(len(paths))] for i in range(len(paths))]
+    assert same == [[truth[i] == truth[j] for j in range(len(paths))] for i in range(len(paths))]
+
+
+def test_plan_groups_keeps_only_inputs_of_the_references_view(fake_sice: Path) -> None:
+    """An input of another view in a scene (as in SICE's s208) gets no group, and no real capture of
+    another view is a candidate."""
+    sice_dir = fake_sice / "sice"
+    with open(sice_dir / "scenes.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    before = {g.gid for g in sice.plan_groups(fake_sice, split_map={"train": sorted(GAINS)}, night=False)}
+    # replace scene a's darkest exposure by a dark capture of an unrelated view
+    a0 = next(r for r in rows if r["scene"] == "a" and r["exposure_rank"] == "0")
+    u8 = (np.clip(_view(99) * 0.10, 0, 1) * 255 + 0.5).astype(np.uint8)
+    Image.fromarray(u8).save(sice_dir / a0["file"], quality=95)
+    after = sice.plan_groups(fake_sice, split_map={"train": sorted(GAINS)}, night=False)
+    dropped = before - {g.gid for g in after}
+    assert dropped == {f"a/{Path(a0['file']).stem}"}
+    assert all(a0["file"] not in {e[0] for e in g.real} for g in after)

@@ -73,6 +73,13 @@ MAX_REAL_CAPTURES = 6
 SPLITS = ("train", "val", "test")
 SPLIT_DIR = Path(__file__).resolve().parent / "splits"
 FORMAT_VERSION = 2  # 2: parametric families, measured-artefact labels (labels.py)
+#: Two exposures show the same view when the normalised cross-correlation of their 32x32 log-luma
+#: thumbnails is at least this (single linkage within a scene). A few of SICE's "scenes" interleave two
+#: brackets of different views (s208, s212: a dark input of one view and a reference of the other);
+#: every full-reference measure of such a pair is meaningless. Adjacent exposures of one view score
+#: 0.86-1.00, different views 0.51-0.79 (docs/training_data.md).
+SAME_VIEW_NCC = 0.85
+VIEW_THUMB = 32
 
 Exposure = tuple[str, int, float]  # (file relative to the sice folder, exposure rank, mean luma 0-255)
 
@@ -156,6 +163,34 @@ def select_inputs(exposures: Sequence[Exposure], max_inputs: int | None = MAX_IN
     ordered = sorted(exposures, key=lambda e: e[1])
     dark = [e for e in ordered if e[2] < INPUT_MAX_LUMA]
     return dark if max_inputs is None else dark[:max_inputs]
+
+
+def view_thumbnail(path: str | os.PathLike) -> np.ndarray:
+    """Exposure-independent signature of an image's view: its :data:`VIEW_THUMB`-px (box-filtered)
+    log-luma thumbnail, standardised to zero mean and unit variance, flattened (float64)."""
+    x = np.asarray(Image.open(path).convert("L").resize((VIEW_THUMB, VIEW_THUMB), Image.BOX), dtype=np.float64)
+    y = np.log(x / 255.0 + 0.02)
+    return ((y - y.mean()) / (y.std() + 1e-6)).ravel()
+
+
+def same_view_components(paths: Sequence[str | os.PathLike], threshold: float = SAME_VIEW_NCC) -> list[int]:
+    """Label each image with its view: single-linkage components of the graph joining images whose
+    :func:`view_thumbnail` correlation is >= ``threshold``. Returns one component id per path."""
+    t = np.stack([view_thumbnail(p) for p in paths])
+    ncc = t @ t.T / t.shape[1]
+    parent = list(range(len(paths)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(paths)):
+        for j in range(i + 1, len(paths)):
+            if ncc[i, j] >= threshold:
+                parent[root(i)] = root(j)
+    return [root(i) for i in range(len(paths))]
 
 
 def clipped_fraction(img_u8: np.ndarray) -> float:
@@ -252,6 +287,12 @@ def plan_groups(
         }
         ref = select_reference(exps, clip, exclude=in_files)
         if ref is None:
+            continue
+        # only exposures of the reference's view: inputs, real captures and the night source
+        view = dict(zip((e[0] for e in exps), same_view_components([sice / e[0] for e in exps])))
+        exps = [e for e in exps if view[e[0]] == view[ref[0]]]
+        inputs = [e for e in inputs if view[e[0]] == view[ref[0]]]
+        if not inputs:
             continue
         for low in inputs:
             others = [e for e in exps if e[0] not in (low[0], ref[0])]
