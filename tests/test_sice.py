@@ -200,6 +200,14 @@ def test_build_end_to_end_and_resume(fake_sice: Path, tmp_path: Path, monkeypatc
     # Relabelling from the stored measures reproduces the index without reading an image...
     original = index.read_text()
     assert sice.relabel(out).read_text() == original
+    # ...and does not bring back a complete group folder that the build's rules no longer plan
+    import shutil
+
+    shutil.copytree(out / "a" / "2", out / "a" / "stale")
+    (out / "a" / "stale" / "rows.jsonl").write_text((out / "a" / "stale" / "rows.jsonl").read_text()
+                                                      .replace('"group": "a/2"', '"group": "a/stale"'))
+    assert "a/stale" in (out / "a" / "stale" / "rows.jsonl").read_text()
+    assert sice.relabel(out).read_text() == original
     # ...and with other weights, meta.json records the weights the scores now come from.
     from iaca_metric.training import labels as L
 

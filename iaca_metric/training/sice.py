@@ -572,6 +572,11 @@ def relabel(out_dir: str | os.PathLike) -> Path:
     are kept), so a build's record never names weights its labels were not made with."""
     out = Path(out_dir)
     rows = [r for p in sorted(out.glob("*/*/rows.jsonl")) for r in _read_jsonl(p)]
+    # Only the groups of the current index: a folder may hold groups an older build planned and a
+    # newer rule dropped (e.g. an input of another view than the reference); they must not come back.
+    if (out / "index.jsonl").is_file():
+        current = {r["group"] for r in _read_jsonl(out / "index.jsonl")}
+        rows = [r for r in rows if r["group"] in current]
     index = write_index(out, rows)
     meta_path = out / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
