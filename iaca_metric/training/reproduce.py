@@ -11,8 +11,8 @@ Steps (each resumable: rerunning the command continues where it stopped):
 4. release into ``--out`` (bf16-exact trunk, MOS map fitted on the validation scenes);
 5. ``benchmarks/accuracy.py`` on the held-out test scenes (when run from a source checkout).
 
-Measured on 2 CPU cores (2026-12-03): 64 min for the build (499 groups), about 20 min for the cache,
-a few minutes for the training; ``docs/training.md`` has the timings of the shipped run.
+Measured on 2 CPU cores: 61 min for the build (2026-12-04, measures v8, 494 groups), about 20 min for
+the cache, 19 s per training epoch; ``docs/training.md`` has the timings of the shipped run.
 """
 from __future__ import annotations
 
