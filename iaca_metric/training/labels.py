@@ -58,8 +58,8 @@ MEASURES: tuple[str, ...] = (
     "ssim_rgb",      # SSIM (RGB, full resolution) to the reference: its second half (benchmarks/accuracy.py)
     "false_colour",  # lightness-weighted distance of exposure-invariant chroma (chroma / f(Y), 1/4 res) to the
                      # reference's, pixel by pixel: colours that are not the scene's, at any exposure
-    "false_colour_coarse",  # the same at 1/16 resolution (32 px regions of a 512 px image), chroma taken of the
-                     # region's mean colour: noise, blocks and smoothing average out there, wrong colours do not
+    "false_colour_coarse",  # the same at 1/16 resolution (16 px regions, 32x32 of them in a 512 px image), chroma
+                     # of each region's mean colour: noise, blocks and smoothing average out there, wrong colours do not
     "hue_error",     # exposure-invariant chroma across the scene's own chroma direction (1/4 res): a colour the
                      # scene does not have (a hue shift, or any tint where the scene is grey)
     "chroma_loss",   # exposure-invariant chroma missing along the scene's direction (1/4 res): faded colour
