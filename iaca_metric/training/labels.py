@@ -333,12 +333,13 @@ def measure(candidates: Sequence[np.ndarray] | np.ndarray, ref: np.ndarray, chun
             # lightness it did, and the measure rewarded darkness). Weighted by the reference's lightness,
             # so the scene's near-black pixels, whose chroma is undefined, count little.
             s_c, w_c = _saturation_ab(F.avg_pool2d(c, 4))  # shared with colourfulness below
-            d = (s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP) - r_s4).pow(2).sum(1, keepdim=True).sqrt()
+            s_cc = s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP)
+            d = (s_cc - r_s4).pow(2).sum(1, keepdim=True).sqrt()
             out["false_colour"].append(((d * r_w4).sum(dim=(1, 2, 3)) / r_w4.sum()).numpy())
             # The same distance split by what people see: a hue the scene does not have, or the scene's
             # own colour faded or boosted. Pixel noise and JPEG chroma loss move the chroma in every
             # direction and fade it on average; a Retinex tint moves it across the scene's direction.
-            hue, loss, gain = _chroma_split(s_c.clamp(-CHROMA_CLAMP, CHROMA_CLAMP), r_dir4, r_mag4, r_w4)
+            hue, loss, gain = _chroma_split(s_cc, r_dir4, r_mag4, r_w4)
             out["hue_error"].append((hue - r_hue).numpy())
             out["chroma_loss"].append((loss - r_loss).numpy())
             out["chroma_gain"].append((gain - r_gain).numpy())

@@ -176,21 +176,11 @@ def view_thumbnail(path: str | os.PathLike) -> np.ndarray:
 def same_view_components(paths: Sequence[str | os.PathLike], threshold: float = SAME_VIEW_NCC) -> list[int]:
     """Label each image with its view: single-linkage components of the graph joining images whose
     :func:`view_thumbnail` correlation is >= ``threshold``. Returns one component id per path."""
+    from scipy.sparse.csgraph import connected_components
+
     t = np.stack([view_thumbnail(p) for p in paths])
-    ncc = t @ t.T / t.shape[1]
-    parent = list(range(len(paths)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i in range(len(paths)):
-        for j in range(i + 1, len(paths)):
-            if ncc[i, j] >= threshold:
-                parent[root(i)] = root(j)
-    return [root(i) for i in range(len(paths))]
+    _, labels = connected_components(t @ t.T / t.shape[1] >= threshold, directed=False)
+    return labels.tolist()
 
 
 def clipped_fraction(img_u8: np.ndarray) -> float:
