@@ -140,6 +140,36 @@ def test_cached_recipe_is_seeded(sice_like, tmp_path):
     assert logs[0]["val_srcc"] == logs[1]["val_srcc"]
 
 
+def test_bf16_exact_trunk_trains_what_the_release_ships(sice_like, tmp_path):
+    """--bf16-exact-trunk rounds the frozen trunk before caching, caches under its own file names (a
+    plain run sharing the folder never reads them), and the release's rounding then changes nothing:
+    the released model scores exactly like the trained one."""
+    from iaca_metric.training.release import write_release
+
+    cache = tmp_path / "cache"
+    common = dict(data=sice_like, epochs=1, freeze="stride32", seed=0, threads=2, cache=cache)
+    plain = train(_args(run=tmp_path / "plain", **common))
+    argv = ["--bf16-exact-trunk"] + sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in
+                                          dict(run=tmp_path / "b16", **common).items()), [])
+    best = train(build_parser().parse_args(argv))
+    files = sorted(f.name for f in cache.glob("*.pt"))
+    assert len(files) == 12 and sum("_bf16_" in f for f in files) == 6  # 6 scenes, once per trunk
+    model = IACAMetric.from_pretrained(best)
+    convs = [m.weight for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.equal(w, w.to(torch.bfloat16).float()) for w in convs)
+    unrounded = IACAMetric.from_pretrained(plain)
+    w0 = next(m.weight for m in unrounded.features.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not torch.equal(w0, w0.to(torch.bfloat16).float())  # the ImageNet trunk is not on the grid
+    write_release(best, tmp_path / "rel", None, None, bf16_exact_trunk=True)
+    released = IACAMetric.from_pretrained(tmp_path / "rel")
+    x, low = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)).split(1)
+    with torch.no_grad():
+        assert torch.equal(released(x, low * 0.2), model(x, low * 0.2))
+    with pytest.raises(SystemExit, match="stride32"):
+        train(build_parser().parse_args(["--bf16-exact-trunk", "--data", str(sice_like), "--run",
+                                         str(tmp_path / "bad"), "--freeze", "stride16"]))
+
+
 def test_finetune_recipe_on_squarelol_layout(squarelol_like, tmp_path, monkeypatch):
     import iaca_metric.training.datasets as ds
 

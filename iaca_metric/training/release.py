@@ -117,16 +117,19 @@ def _results_table(acc: dict) -> str:
     return "\n".join(lines)
 
 
-def fit_mos(model: IACAMetric, index: Path, cache_dir: Path, split: str = "val") -> tuple[float, float]:
+def fit_mos(model: IACAMetric, index: Path, cache_dir: Path, split: str = "val",
+            trunk_tag: str = "") -> tuple[float, float]:
     """Least-squares line from raw scores to the win rates of ``split`` scenes (never the test scenes),
-    like the release's MOS map; uses (or fills) the training feature cache."""
+    like the release's MOS map; uses (or fills) the training feature cache (``trunk_tag`` as in
+    :func:`~iaca_metric.training.train.build_cache`: ``"bf16"`` for a rounded trunk)."""
     import numpy as np
 
     from .datasets import read_sice_index
     from .train import build_cache, evaluate_cached
 
     freeze = "stride16"
-    cache = build_cache(model, read_sice_index(index, split=split), cache_dir, freeze, None, split)
+    cache = build_cache(model, read_sice_index(index, split=split), cache_dir, freeze, None, split,
+                        trunk_tag=trunk_tag)
     _, per = evaluate_cached(model, cache, freeze, with_low=True)
     pred = np.concatenate([per[g] for g in cache])
     target = np.concatenate([cache[g]["score"].numpy() for g in cache])
@@ -167,7 +170,8 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
         model.save_weights(dst / "model.safetensors")  # same keys as the export: strictly checked on load
         cfg["bf16_exact_trunk"] = f"{n} backbone convolution weights rounded to the bfloat16 grid at release"
     if mos_index is not None:
-        model.mos_scale, model.mos_offset = fit_mos(model, mos_index, cache_dir or best.parent / "cache")
+        model.mos_scale, model.mos_offset = fit_mos(model, mos_index, cache_dir or best.parent / "cache",
+                                                    trunk_tag="bf16" if bf16_exact_trunk else "")
         cfg.update(mos_scale=model.mos_scale, mos_offset=model.mos_offset,
                    mos_fit="least squares of validation-scene win rates on raw scores (SICE val split)")
     if bf16_exact_trunk or mos_index is not None:

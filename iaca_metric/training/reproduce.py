@@ -6,9 +6,11 @@ Steps (each resumable: rerunning the command continues where it stopped):
 
 1. build the SICE candidate bank and its labels (``python -m iaca_metric.training.sice``);
 2. check the labels against the human facts (``label_checks``, train+val and test groups);
-3. train the heads (``iaca-metric train --freeze stride32``, 8 epochs, seed 0) on the frozen ImageNet
-   trunk's features, cached once (20 label-independent candidates per train/val group);
-4. release into ``--out`` (bf16-exact trunk, MOS map fitted on the validation scenes);
+3. train the heads (``iaca-metric train --freeze stride32 --bf16-exact-trunk``, 8 epochs, seed 0) on the
+   features of the frozen ImageNet trunk with its convolution weights rounded to the bfloat16 grid (the
+   trunk that ships), cached once (20 label-independent candidates per train/val group);
+4. release into ``--out`` (the same bf16-exact trunk, so the release scores exactly like the trained
+   model; MOS map fitted on the validation scenes);
 5. ``benchmarks/accuracy.py`` on the held-out test scenes (when run from a source checkout).
 
 Measured on 2 CPU cores: 61 min for the build (2026-12-04, measures v8, 494 groups), about 20 min for
@@ -21,8 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRAIN_ARGS = ["--freeze", "stride32", "--max-candidates", "20", "--val-max-candidates", "20", "--epochs", "8",
-              "--lr", "1e-3", "--groups-per-batch", "4", "--seed", "0"]
+TRAIN_ARGS = ["--freeze", "stride32", "--bf16-exact-trunk", "--max-candidates", "20", "--val-max-candidates", "20",
+              "--epochs", "8", "--lr", "1e-3", "--groups-per-batch", "4", "--seed", "0"]
 
 
 def _run(cmd: list[str]) -> None:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     _run([py, "-m", "iaca_metric.training.train", "--data", str(build), "--run", str(run), "--cache", str(cache),
           "--threads", str(a.threads), *TRAIN_ARGS])
     _run([py, "-m", "iaca_metric.training.release", str(run / "best"), str(a.out), "--bf16-exact-trunk",
-          "--fit-mos", str(build / "index.jsonl"), "--cache", str(a.work / "feat_rounded"),
+          "--fit-mos", str(build / "index.jsonl"), "--cache", str(cache),
           "--log", str(run / "train.log")])
     bench = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
     if bench.is_file():

@@ -130,7 +130,7 @@ def subset_by_name(group: str, names: Sequence[str], k: int | None) -> list[int]
 
 def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freeze: str, size: int | None,
                 desc: str, max_candidates: int | None = None,
-                exclude_families: Sequence[str] = ()) -> dict[str, dict[str, torch.Tensor]]:
+                exclude_families: Sequence[str] = (), trunk_tag: str = "") -> dict[str, dict[str, torch.Tensor]]:
     """Cache every group's frozen features under ``cache_dir`` (resumable: existing files are reused;
     a subset is cut from a full-group file when one exists). A ``stride32`` file (which holds the
     stride-16 features too) also serves ``freeze='stride16'``.
@@ -138,7 +138,9 @@ def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freez
     Scores always come from ``records`` (not from the cache), so relabelled data reuses the cache.
     When records carry candidate names (the SICE build), the subset is :func:`subset_by_name`, else
     :func:`subset_positions`. ``exclude_families`` drops those families' candidates after loading
-    (leave-one-family-out training)."""
+    (leave-one-family-out training). ``trunk_tag`` names a trunk other than the ImageNet one in the file
+    names (``"bf16"``: convolution weights rounded to the bfloat16 grid), so features of two trunks
+    sharing one folder can never be mixed up."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     groups = group_indices(records)
     excluded = set(exclude_families)
@@ -151,12 +153,13 @@ def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freez
         else:
             pos = subset_positions([records[i].score for i in idx], max_candidates)
             tag = "" if len(pos) == len(idx) else f"_k{len(pos)}"
-        full = cache_dir / f"{_group_key(g)}_{freeze}_{size}.pt"
-        f = cache_dir / f"{_group_key(g)}_{freeze}_{size}{tag}.pt"
+        trunk = f"_{trunk_tag}" if trunk_tag else ""
+        full = cache_dir / f"{_group_key(g)}{trunk}_{freeze}_{size}.pt"
+        f = cache_dir / f"{_group_key(g)}{trunk}_{freeze}_{size}{tag}.pt"
         alts = [f, full]
         if freeze == "stride16":
-            alts = [cache_dir / f"{_group_key(g)}_stride32_{size}{tag}.pt", *alts,
-                    cache_dir / f"{_group_key(g)}_stride32_{size}.pt"]
+            alts = [cache_dir / f"{_group_key(g)}{trunk}_stride32_{size}{tag}.pt", *alts,
+                    cache_dir / f"{_group_key(g)}{trunk}_stride32_{size}.pt"]
         item = None
         for cand in dict.fromkeys(alts):
             if cand.is_file():
@@ -279,6 +282,16 @@ def train(args: argparse.Namespace) -> Path:
     if args.init_from:
         src = IACAMetric.from_pretrained(args.init_from)
         model.load_state_dict(src.state_dict(), strict=True)
+    if args.bf16_exact_trunk:
+        if args.recipe != "cached" or args.freeze != "stride32":
+            raise SystemExit("--bf16-exact-trunk needs --recipe cached --freeze stride32: a trunk that trains "
+                             "leaves the bfloat16 grid, and the release would round it again")
+        from .release import round_trunk_to_bfloat16
+
+        # Train the heads on the trunk that ships: the release rounds the trunk's convolution weights to
+        # the bfloat16 grid, which moves the features a little; heads fitted to the unrounded features
+        # then see slightly different inputs, which flips near ties between candidates.
+        round_trunk_to_bfloat16(model)
     train_recs = _load_records(args, args.train_split)
     val_recs = _load_records(args, args.val_split)
     log = open(run / "train.log", "a", encoding="utf-8")
@@ -306,14 +319,15 @@ def train(args: argparse.Namespace) -> Path:
         cache_dir = Path(args.cache or (run / "cache"))
         # features must come from the frozen ImageNet trunk, whatever the heads' state
         trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
-        if args.init_from:
+        if args.init_from or args.bf16_exact_trunk:
             trunk_model.load_state_dict(model.state_dict())
         excl = [f for f in args.exclude_families.split(",") if f]
+        tag = "bf16" if args.bf16_exact_trunk else ""
         train_cache = build_cache(trunk_model, train_recs, cache_dir, args.freeze, args.size, "train",
-                                  max_candidates=args.max_candidates, exclude_families=excl)
+                                  max_candidates=args.max_candidates, exclude_families=excl, trunk_tag=tag)
         # Model selection must not see the held-out family either.
         val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val",
-                                max_candidates=args.val_max_candidates, exclude_families=excl)
+                                max_candidates=args.val_max_candidates, exclude_families=excl, trunk_tag=tag)
         del trunk_model
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
@@ -458,6 +472,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    choices=["image", "reference", "reference_or_image"])
     p.add_argument("--init-from", default=None, help="start from this weights folder/repo instead of ImageNet")
     p.add_argument("--freeze", choices=["stride16", "stride32"], default="stride16")
+    p.add_argument("--bf16-exact-trunk", action="store_true",
+                   help="round the frozen trunk's convolution weights to the bfloat16 grid before caching and "
+                        "training (what the release ships), so the released model scores exactly like the "
+                        "trained one; needs --freeze stride32")
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--cache", default=None, help="feature cache folder (default RUN/cache)")
