@@ -635,8 +635,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        self._send(status, headers, body, head=False)
+        # Record before sending: a client that has read the whole body may check ``downloads`` before
+        # this handler thread runs again (a race that a fresh CI clone hit once).
         self.server.hub._record_download(rev, filename)
+        self._send(status, headers, body, head=False)
 
     # -- /api/... ------------------------------------------------------------------
 
