@@ -199,3 +199,127 @@ def test_hash_subset_always_keeps_the_input_and_both_networks() -> None:
     assert subset_by_name("s001/10", names, 12) != subset_by_name("s002/20", names, 12)
     assert subset_by_name("s001/10", names, None) == list(range(len(names)))
     assert subset_by_name("s001/10", names[:5], 2) != []  # none of ALWAYS_KEEP present: hash only
+
+
+# ------------------------------------------------------------------------------ cached augmentation
+def _fake_items(shapes, n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for h, w in shapes:
+        items.append({"f16": torch.randn(n, 8, h, w, generator=g).half(),
+                      "f32": torch.randn(n, 16, (h + 1) // 2, (w + 1) // 2, generator=g).half(),
+                      "illum_img": torch.rand(n, 1, h, w, generator=g),
+                      "illum_low": torch.rand(n, 1, h, w, generator=g), "score": torch.rand(n, generator=g)})
+    return items
+
+
+def test_feature_crop_takes_one_aligned_window_per_scene():
+    from iaca_metric.training.train import crop_cached_items
+
+    # mark every stride-16 cell with its own (row, col) so the window can be read back
+    items = _fake_items([(32, 22), (33, 24)])
+    for it in items:
+        H, W = it["f16"].shape[-2:]
+        it["illum_img"] = (torch.arange(H)[:, None] * 1000 + torch.arange(W)[None]).float().expand(3, 1, H, W)
+        H2, W2 = it["f32"].shape[-2:]
+        it["f32"] = (torch.arange(H2)[:, None] * 1000 + torch.arange(W2)[None]).float().expand(3, 16, H2, W2)
+    gen = torch.Generator().manual_seed(1)
+    seen = set()
+    for _ in range(20):
+        out = crop_cached_items(items, 0.75, gen)
+        assert {tuple(o["f16"].shape[-2:]) for o in out} == {(24, 16)}  # even, same for the batch
+        for o in out:
+            assert o["illum_img"].shape[-2:] == o["illum_low"].shape[-2:] == (24, 16)
+            assert o["f32"].shape[-2:] == (12, 8)
+            y0, x0 = divmod(int(o["illum_img"][0, 0, 0, 0]), 1000)
+            assert y0 % 2 == 0 and x0 % 2 == 0
+            # the stride-32 window covers the same part of the image: it starts at half the offset
+            assert float(o["f32"][0, 0, 0, 0]) == (y0 // 2) * 1000 + x0 // 2
+            # every candidate of a scene sees the same window
+            assert torch.equal(o["illum_img"][0], o["illum_img"][2])
+            seen.add((y0, x0))
+        assert torch.equal(out[0]["score"], items[0]["score"])
+    assert len(seen) > 3  # the window moves
+    assert crop_cached_items(items, 1.0, gen) is items
+
+
+def test_feature_dropout_zeroes_whole_channels_and_keeps_the_mean():
+    from iaca_metric.training.train import drop_feature_channels
+
+    items = [{"f16": torch.ones(64, 32, 4, 4), "f32": torch.ones(64, 32, 2, 2), "score": torch.zeros(64)}]
+    out = drop_feature_channels(items, 0.25, torch.Generator().manual_seed(0))[0]
+    for k in ("f16", "f32"):
+        per_channel = out[k].flatten(2)
+        assert torch.all(per_channel.amin(-1) == per_channel.amax(-1))  # a channel is dropped whole
+        vals = per_channel[..., 0].unique()
+        assert torch.allclose(vals, torch.tensor([0.0, 1 / 0.75]))
+        frac = float((per_channel[..., 0] == 0).float().mean())
+        assert 0.2 < frac < 0.3
+        assert abs(float(out[k].mean()) - 1.0) < 0.08
+    assert torch.equal(items[0]["f16"], torch.ones(64, 32, 4, 4))  # the cache itself is untouched
+    assert drop_feature_channels(items, 0.0, torch.Generator()) is items
+
+
+def test_head_ema_averages_and_swaps():
+    from iaca_metric.training.train import HeadEMA
+
+    lin = torch.nn.Linear(2, 1)
+    frozen = torch.nn.Linear(2, 1)
+    frozen.requires_grad_(False)
+    model = torch.nn.Sequential(lin, frozen)
+    with torch.no_grad():
+        lin.weight.fill_(0.0)
+    ema = HeadEMA(model, 0.5)
+    assert set(ema.shadow) == {"0.weight", "0.bias"}  # frozen parameters are not averaged
+    with torch.no_grad():
+        lin.weight.fill_(4.0)
+    ema.update(model)  # 0.5 * 0 + 0.5 * 4
+    with torch.no_grad():
+        lin.weight.fill_(8.0)
+    ema.update(model)  # 0.5 * 2 + 0.5 * 8
+    ema.swap(model)
+    assert torch.allclose(lin.weight, torch.full_like(lin.weight, 5.0))
+    ema.swap(model)
+    assert torch.allclose(lin.weight, torch.full_like(lin.weight, 8.0))
+    with pytest.raises(ValueError, match="decay"):
+        HeadEMA(model, 1.0)
+
+
+def test_cached_recipe_with_ema_and_feature_augmentation_resumes(sice_like, tmp_path):
+    run = tmp_path / "run"
+    common = dict(data=sice_like, run=run, freeze="stride32", seed=0, threads=2, cache=tmp_path / "cache",
+                  groups_per_batch=2, ema=0.9, feature_crop=0.75, feature_dropout=0.1)
+    train(_args(epochs=1, **common))
+    best = train(_args(epochs=2, **common))
+    log = [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [0, 1] and all(np.isfinite(e["train_loss"]) for e in log)
+    state = torch.load(run / "last.pt", weights_only=True)
+    # the checkpoint keeps the raw weights (the optimiser's) and the averages apart
+    raw = state["model"]["regression.weight"]
+    assert not torch.equal(raw, state["ema"]["regression.weight"])
+    # the exported best model holds averaged weights, not the raw ones
+    exported = IACAMetric.from_pretrained(best).state_dict()["regression.weight"]
+    assert not torch.equal(exported, raw) or log[1]["best"] == log[0]["val_srcc"]
+    # resuming an EMA run without its averages is refused, as is EMA outside the cached recipe
+    no_ema = tmp_path / "plain"
+    train(_args(data=sice_like, run=no_ema, freeze="stride32", seed=0, threads=2, cache=tmp_path / "cache", epochs=1))
+    with pytest.raises(SystemExit, match="without --ema"):
+        train(_args(data=sice_like, run=no_ema, freeze="stride32", seed=0, threads=2, cache=tmp_path / "cache",
+                    epochs=2, ema=0.9))
+    with pytest.raises(SystemExit, match="feature-crop"):
+        train(_args(data=sice_like, run=tmp_path / "bad", epochs=1, feature_crop=1.5))
+
+
+def test_augmentation_off_keeps_the_random_stream(sice_like, tmp_path):
+    """Runs without the new options draw exactly what they drew before (the augmentation generator is only
+    created when an augmentation is on), so old recipes reproduce bit for bit."""
+    logs = []
+    for name, extra in (("a", {}), ("b", {"feature_crop": 1.0, "feature_dropout": 0.0})):
+        train(_args(data=sice_like, run=tmp_path / name, epochs=1, freeze="stride32", seed=3, threads=2,
+                    cache=tmp_path / "c", **extra))
+        logs.append(json.loads((tmp_path / name / "train.log").read_text().splitlines()[0]))
+    assert logs[0]["train_loss"] == logs[1]["train_loss"]
+    aug = tmp_path / "aug"
+    train(_args(data=sice_like, run=aug, epochs=1, freeze="stride32", seed=3, threads=2, cache=tmp_path / "c",
+                feature_dropout=0.3))
+    assert json.loads((aug / "train.log").read_text().splitlines()[0])["train_loss"] != logs[0]["train_loss"]
