@@ -323,3 +323,30 @@ def test_augmentation_off_keeps_the_random_stream(sice_like, tmp_path):
     train(_args(data=sice_like, run=aug, epochs=1, freeze="stride32", seed=3, threads=2, cache=tmp_path / "c",
                 feature_dropout=0.3))
     assert json.loads((aug / "train.log").read_text().splitlines()[0])["train_loss"] != logs[0]["train_loss"]
+
+
+def test_warmup_ramps_the_learning_rate_and_leaves_the_schedule_alone(monkeypatch):
+    import argparse
+
+    import iaca_metric.training.train as T
+
+    w = torch.nn.Parameter(torch.zeros(1))
+    monkeypatch.setattr(T, "cached_forward", lambda model, items, freeze, use_low:
+                        (None, None, w * T._stack(items, "score")))
+    monkeypatch.setattr(T, "iaca_training_loss", lambda outs, score, groups, p, q: ((outs[2] - score) ** 2).mean())
+    opt = torch.optim.SGD([w], lr=0.5)
+    seen = []
+    step = opt.step
+    opt.step = lambda: (seen.append(opt.param_groups[0]["lr"]), step())[1]
+    cache = {f"g{i}": {"score": torch.tensor([0.2, 0.8])} for i in range(8)}
+    args = argparse.Namespace(groups_per_batch=2, p_no_ref=0.3, p=1.0, q=2.0, freeze="stride32", warmup_epochs=2.0,
+                              feature_crop=1.0, feature_dropout=0.0)
+    for epoch in (0, 1, 2):
+        T._epoch_cached(None, opt, cache, args, None, epoch)
+        assert opt.param_groups[0]["lr"] == 0.5  # the scheduler's value is restored after the epoch
+    # 4 steps per epoch, warm-up over 8 steps, then the scheduled rate
+    assert seen == pytest.approx([0.5 * k / 8 for k in range(1, 9)] + [0.5] * 4)
+    args.warmup_epochs = 0.0
+    seen.clear()
+    T._epoch_cached(None, opt, cache, args, None, 0)
+    assert seen == [0.5] * 4

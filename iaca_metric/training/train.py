@@ -302,8 +302,8 @@ def train(args: argparse.Namespace) -> Path:
         {"params": [p for p in params if id(p) not in head_ids], "lr": args.lr * args.backbone_lr_scale},
     ], weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(args.epochs, 1))
-    if args.recipe != "cached" and (args.ema or _augments(args)):
-        raise SystemExit("--ema, --feature-crop and --feature-dropout belong to the cached recipe")
+    if args.recipe != "cached" and (args.ema or args.warmup_epochs or _augments(args)):
+        raise SystemExit("--ema, --warmup-epochs, --feature-crop and --feature-dropout belong to the cached recipe")
     if not 0.0 < args.feature_crop <= 1.0 or not 0.0 <= args.feature_dropout < 1.0:
         raise SystemExit(f"--feature-crop must be in (0, 1] and --feature-dropout in [0, 1); got "
                          f"{args.feature_crop} and {args.feature_dropout}")
@@ -343,7 +343,7 @@ def train(args: argparse.Namespace) -> Path:
         t0 = time.time()
         model.train()
         if args.recipe == "cached":
-            train_loss = _epoch_cached(model, opt, train_cache, args, ema)
+            train_loss = _epoch_cached(model, opt, train_cache, args, ema, epoch)
             if ema is not None:
                 ema.swap(model)  # validate (and export) the averaged heads
             val_srcc, _ = evaluate_cached(model, val_cache, args.freeze, with_low=True)
@@ -474,10 +474,13 @@ class HeadEMA:
 
 
 def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str, dict[str, torch.Tensor]],
-                  args: argparse.Namespace, ema: HeadEMA | None = None) -> float:
+                  args: argparse.Namespace, ema: HeadEMA | None = None, epoch: int = 0) -> float:
     keys = list(cache)
     random.shuffle(keys)
     losses = []
+    steps = math.ceil(len(keys) / args.groups_per_batch)
+    warm = getattr(args, "warmup_epochs", 0.0) * steps  # warm-up length in optimiser steps
+    scheduled = [g["lr"] for g in opt.param_groups]  # the epoch's cosine learning rates
     # augmentation draws from its own generator, seeded from the global one, so runs without it keep
     # exactly the random stream (and the results) they had before the option existed
     gen = torch.Generator().manual_seed(random.randrange(2 ** 62)) if _augments(args) else None
@@ -494,10 +497,18 @@ def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str
         loss = iaca_training_loss(outs, _stack(items, "score"), groups=gid, p=args.p, q=args.q)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if warm > 0:
+            # linear warm-up over the first steps: at lr 1e-3 from a random head, the first steps could
+            # drive the fused score to a constant (val SRCC 0 for the whole run)
+            step = epoch * steps + b // args.groups_per_batch
+            for g, lr in zip(opt.param_groups, scheduled):
+                g["lr"] = lr * min(1.0, (step + 1) / warm)
         opt.step()
         if ema is not None:
             ema.update(model)
         losses.append(float(loss.detach()))
+    for g, lr in zip(opt.param_groups, scheduled):  # the cosine schedule steps from its own values
+        g["lr"] = lr
     return float(np.mean(losses)) if losses else float("nan")
 
 
@@ -605,6 +616,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--ema", type=float, default=0.0,
                    help="cached recipe: validate and export an exponential moving average of the trainable "
                         "weights with this per-step decay (e.g. 0.99); 0 = off")
+    p.add_argument("--warmup-epochs", type=float, default=0.0,
+                   help="cached recipe: raise the learning rate linearly from 0 over this many epochs (0 = off)")
     p.add_argument("--feature-crop", type=float, default=1.0,
                    help="cached recipe: train on random crops of each scene's cached feature maps covering this "
                         "fraction of height and width (1 = whole maps)")
