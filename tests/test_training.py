@@ -350,3 +350,28 @@ def test_warmup_ramps_the_learning_rate_and_leaves_the_schedule_alone(monkeypatc
     seen.clear()
     T._epoch_cached(None, opt, cache, args, None, 0)
     assert seen == [0.5] * 4
+
+
+def test_illumination_bias_init_keeps_the_weight_maps_alive():
+    """The illumination nets end in a ReLU: a negative output everywhere zeroes every pooled moment and
+    the score becomes a constant (the collapse seen in training). A positive starting bias keeps the
+    weight maps positive from the first step."""
+    from iaca_metric.training.train import set_illumination_bias
+
+    torch.manual_seed(0)
+    model = IACAMetric(arch="efficientnet_lite0")
+    g = torch.Generator().manual_seed(1)
+    f16, f32 = torch.randn(4, 112, 8, 8, generator=g), torch.randn(4, 320, 4, 4, generator=g)
+    illum = torch.rand(4, 1, 8, 8, generator=g)
+    with torch.no_grad():
+        set_illumination_bias(model, -10.0)  # a dead net: what the collapse leaves behind
+        w16, w32 = model.illumination_weights(illum, (8, 8), (4, 4))
+        assert float(w16.abs().max()) == 0.0 and float(w32.abs().max()) == 0.0
+        dead = model.features_to_output(f16, f32, illum).score
+        assert torch.all(dead == dead[0])  # a constant score, whatever the image
+        set_illumination_bias(model, 1.0)
+        w16, w32 = model.illumination_weights(illum, (8, 8), (4, 4))
+        assert float(w16.min()) > 0.5 and float(w32.min()) > 0.5
+        alive = model.features_to_output(f16, f32, illum).score
+        assert float(alive.std()) > 0
+    assert set(model.state_dict()) == set(IACAMetric(arch="efficientnet_lite0").state_dict())  # same architecture

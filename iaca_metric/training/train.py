@@ -207,6 +207,19 @@ def build_model(arch: str, illumination: str, imagenet_init: bool = True) -> IAC
     return model
 
 
+def set_illumination_bias(model: IACAMetric, bias: float) -> None:
+    """Start both illumination-weight nets (``getw5``/``getw6``: conv, ReLU, conv, ReLU) with the last
+    convolution's bias at ``bias``. The nets end in a ReLU: with PyTorch's default initialisation their
+    output starts near 0, and one large step that makes it negative everywhere zeroes every weight map,
+    hence every pooled moment; the fused score is then a constant and no gradient reaches the nets
+    again (the collapse measured in docs/training_data.md). A positive bias starts them at a uniform,
+    positive weighting. Initialisation only: the architecture (and parity with the release) is unchanged."""
+    with torch.no_grad():
+        for net in (model.getw5, model.getw6):
+            convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
+            convs[-1].bias.fill_(bias)
+
+
 def trainable_parameters(model: IACAMetric, freeze: str) -> list[torch.nn.Parameter]:
     frozen = set()
     if freeze in ("stride16", "stride32"):
@@ -282,6 +295,8 @@ def train(args: argparse.Namespace) -> Path:
     if args.init_from:
         src = IACAMetric.from_pretrained(args.init_from)
         model.load_state_dict(src.state_dict(), strict=True)
+    elif args.illum_bias_init is not None:
+        set_illumination_bias(model, args.illum_bias_init)
     if args.bf16_exact_trunk:
         if args.recipe != "cached" or args.freeze != "stride32":
             raise SystemExit("--bf16-exact-trunk needs --recipe cached --freeze stride32: a trunk that trains "
@@ -616,6 +631,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--ema", type=float, default=0.0,
                    help="cached recipe: validate and export an exponential moving average of the trainable "
                         "weights with this per-step decay (e.g. 0.99); 0 = off")
+    p.add_argument("--illum-bias-init", type=float, default=None,
+                   help="start the illumination-weight nets' last bias at this value (e.g. 1.0) instead of "
+                        "PyTorch's default; guards against their ReLU output dying (a constant score)")
     p.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="cached recipe: raise the learning rate linearly from 0 over this many epochs (0 = off)")
     p.add_argument("--feature-crop", type=float, default=1.0,
