@@ -452,7 +452,7 @@ def drop_feature_channels(items: list[dict[str, torch.Tensor]], p: float, gen: t
 
 
 class HeadEMA:
-    """Exponential moving average of the trainable parameters (and all buffers copied as they are),
+    """Exponential moving average of the trainable parameters (frozen ones and buffers are left alone),
     updated after every optimiser step: ``ema = decay * ema + (1 - decay) * param``. Evaluating and
     exporting the average instead of the last step smooths the step-to-step noise of small-batch
     training on a few hundred scenes."""
@@ -494,7 +494,7 @@ def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str
     random.shuffle(keys)
     losses = []
     steps = math.ceil(len(keys) / args.groups_per_batch)
-    warm = getattr(args, "warmup_epochs", 0.0) * steps  # warm-up length in optimiser steps
+    warm = args.warmup_epochs * steps  # warm-up length in optimiser steps
     scheduled = [g["lr"] for g in opt.param_groups]  # the epoch's cosine learning rates
     # augmentation draws from its own generator, seeded from the global one, so runs without it keep
     # exactly the random stream (and the results) they had before the option existed
@@ -513,8 +513,8 @@ def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if warm > 0:
-            # linear warm-up over the first steps: at lr 1e-3 from a random head, the first steps could
-            # drive the fused score to a constant (val SRCC 0 for the whole run)
+            # linear warm-up over the first steps, so the first updates from a random head are small
+            # (measured: it does not prevent the illumination nets' collapse; --illum-bias-init does)
             step = epoch * steps + b // args.groups_per_batch
             for g, lr in zip(opt.param_groups, scheduled):
                 g["lr"] = lr * min(1.0, (step + 1) / warm)
@@ -528,7 +528,7 @@ def _epoch_cached(model: IACAMetric, opt: torch.optim.Optimizer, cache: dict[str
 
 
 def _augments(args: argparse.Namespace) -> bool:
-    return getattr(args, "feature_crop", 1.0) < 1.0 or getattr(args, "feature_dropout", 0.0) > 0.0
+    return args.feature_crop < 1.0 or args.feature_dropout > 0.0
 
 
 class _CropDataset(torch.utils.data.Dataset):
