@@ -252,3 +252,53 @@ def test_chroma_split_tells_a_wrong_hue_from_faded_or_boosted_colour(ref: np.nda
     # pixel noise: large at the pixel scale, small between 16 px regions' mean colours
     assert col["noisy"]["false_colour_coarse"] < 0.35 * col["noisy"]["false_colour"]
     assert col["tint"]["false_colour_coarse"] > 0.7 * col["tint"]["false_colour"]
+
+
+def test_a_derived_failure_is_charged_at_least_its_base_colour_error(ref: np.ndarray) -> None:
+    """A tinted base and a noisy copy of it whose coarse false colour measures lower (noise mixed into
+    the base's wrong shadow colours, as in the v8 build's failing groups) and whose hue error measures
+    higher. With ``derived_from`` the copy is charged the base's false colour, keeps its own higher hue
+    error, and nothing else changes."""
+    rng = np.random.default_rng(5)
+    base = np.clip(ref * np.array([1.0, 1.08, 0.9], np.float32), 0, 1).astype(np.float32)
+    noisy = np.clip(base + rng.normal(0, 0.05, ref.shape), 0, 1).astype(np.float32)
+    m = L.measure(np.stack([base, noisy]), ref)
+    m["false_colour_coarse"] = np.array([3.0, 1.0])
+    m["hue_error"] = np.array([2.0, 2.5])
+    assert set(L.BASE_FLOORED) == {"false_colour_coarse", "hue_error"}
+    p = L.penalties(m)
+    lower = ["false_colour_coarse"]
+    plain = L.utilities(m)
+    floored = L.utilities(m, derived_from=[-1, 0])
+    assert floored[0] == plain[0]  # the base itself is not touched
+    charged = sum(L.WEIGHTS[k] * (p[k][0] - p[k][1]) for k in lower)
+    assert floored[1] == pytest.approx(plain[1] - charged, rel=1e-9, abs=1e-12)
+    # win rates use the same rule, and a copy's higher colour error is kept as measured
+    assert L.win_rates(m, derived_from=[-1, 0])[1] <= L.win_rates(m)[1]
+    assert L.utilities(m, derived_from=[1, -1])[0] <= plain[0]
+    for bad in ([0, 0], [-1, 2], [-1], [[-1, 0]] * 2):
+        with pytest.raises(ValueError, match="derived_from|itself"):
+            L.utilities(m, derived_from=bad)
+
+
+def test_label_rows_floor_failures_at_the_base_they_name() -> None:
+    from iaca_metric.training.sice import label_rows
+
+    zero = {k: 0.0 for k in L.MEASURES}
+    common = {**zero, "luma": 0.4, "luma_ref": 0.4, "ssim": 1.0, "ssim_rgb": 1.0, "psnr": 40.0}
+    # the base has a large coarse false-colour error; its JPEG copy measures less of it and a little blocking
+    rows = [
+        {"group": "g", "candidate": "adaptive_0", "kind": "method", "params": {"target": 0.4},
+         **{f"m_{k}": v for k, v in {**common, "false_colour_coarse": 3.0}.items()}},
+        {"group": "g", "candidate": "fail_jpeg_0", "kind": "failure", "params": {"quality": 8, "base": "adaptive_0"},
+         **{f"m_{k}": v for k, v in {**common, "false_colour_coarse": 1.0, "block": 0.05}.items()}},
+        {"group": "g", "candidate": "gamma_0", "kind": "method", "params": {"gamma": 0.5},
+         **{f"m_{k}": v for k, v in {**common, "false_colour_coarse": 2.0}.items()}},
+    ]
+    label_rows(rows)
+    s = {r["candidate"]: r["score"] for r in rows}
+    assert s["adaptive_0"] > s["fail_jpeg_0"]
+    # without the base in the group (a partial build) the copy is labelled from its own measures
+    label_rows(rows[1:])
+    s = {r["candidate"]: r["score"] for r in rows[1:]}
+    assert s["fail_jpeg_0"] > s["gamma_0"]

@@ -453,7 +453,12 @@ def label_rows(rows: list[dict], weights: dict[str, float] | None = None) -> lis
         by_group.setdefault(r["group"], []).append(r)
     for g in by_group.values():
         values = {k: np.array([r[f"m_{k}"] for r in g]) for k in MEASURES}
-        for r, s in zip(g, win_rates(values, weights if weights is not None else WEIGHTS)):
+        where = {r["candidate"]: i for i, r in enumerate(g)}
+        # a synthetic failure names the candidate it damaged (families.make_candidates); -1: none here
+        derived = [where.get((r.get("params") or {}).get("base"), -1) if r["kind"] == "failure" else -1
+                   for r in g]
+        for r, s in zip(g, win_rates(values, weights if weights is not None else WEIGHTS,
+                                     derived_from=derived)):
             r["score"] = round(float(s), 6)
     return rows
 
@@ -576,7 +581,7 @@ def relabel(out_dir: str | os.PathLike) -> Path:
 
 def _write_meta(out: Path, size: int | None, seed: int) -> None:
     from iaca_metric.training.families import FAMILIES
-    from iaca_metric.training.labels import MEASURES, SIGMA, WEIGHTS
+    from iaca_metric.training.labels import BASE_FLOORED, MEASURES, SIGMA, WEIGHTS
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -597,6 +602,7 @@ def _write_meta(out: Path, size: int | None, seed: int) -> None:
         "measures": list(MEASURES),
         "label_weights": WEIGHTS,
         "label_sigma": SIGMA,
+        "label_base_floored": list(BASE_FLOORED),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
