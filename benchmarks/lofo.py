@@ -14,6 +14,8 @@ trunk stage too, as the shipped model's recipe may. Resumable: each family's run
 
     python benchmarks/lofo.py --data /work/cache/sice2 --cache /work/cache/feat2 --runs runs/lofo \
         --epochs 6 --out docs/results/lofo.json
+
+``--bf16-exact-trunk --train-args '...'`` trains every model with the shipped recipe's options instead.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import datetime
 import json
 import platform
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -64,6 +67,9 @@ def _train(args: argparse.Namespace, run: Path, exclude: str) -> Path:
             "--max-candidates", str(args.max_candidates), "--val-max-candidates", str(args.max_candidates),
             "--epochs", str(args.epochs), "--lr", str(args.lr), "--groups-per-batch", "4",
             "--threads", str(args.threads), "--seed", str(args.seed)]
+    if args.bf16_exact_trunk:
+        argv.append("--bf16-exact-trunk")
+    argv += shlex.split(args.train_args)
     if exclude:
         argv += ["--exclude-families", exclude]
     if not (run / "best" / "model.safetensors").is_file() or _epochs_done(run) < args.epochs:
@@ -95,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--families", default="", help="comma-separated subset (default: every family)")
+    ap.add_argument("--bf16-exact-trunk", action="store_true",
+                    help="train and test on the bfloat16-rounded trunk that ships (as the shipped recipe does)")
+    ap.add_argument("--train-args", default="",
+                    help="further `iaca-metric train` options for every run, e.g. the shipped recipe's "
+                         "'--ema 0.99 --feature-crop 0.75 --feature-dropout 0.1 --illum-bias-init 1.0'")
     ap.add_argument("--out", type=Path, default=Path("docs/results/lofo.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -102,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
     test = read_sice_index(args.data / "index.jsonl", split="test")
     trunk = T.build_model("efficientnet_lite0", "reference_or_image")
-    test_cache = T.build_cache(trunk, test, args.cache, args.freeze, None, "test")
+    if args.bf16_exact_trunk:
+        from iaca_metric.training.release import round_trunk_to_bfloat16
+
+        round_trunk_to_bfloat16(trunk)
+    test_cache = T.build_cache(trunk, test, args.cache, args.freeze, None, "test",
+                               trunk_tag="bf16" if args.bf16_exact_trunk else "")
     del trunk
     by_group: dict[str, list[int]] = {}
     for i, r in enumerate(test):

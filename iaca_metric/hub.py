@@ -32,8 +32,8 @@ DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
 # changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
 # reads the shipped files and checks them against it).
-DEFAULT_MODEL_SHA256 = "c92b683c3a2d189e0cf36e28aeabb6030fb2950a87dfe099783a5a1f93c22170"  # model.safetensors
-DEFAULT_CONFIG_SHA256 = "0af55b874d5932e9f49b85f8382f55547d176225a65ea680960dd3a457b1f2ef"  # config.json
+DEFAULT_MODEL_SHA256 = "b2af12715e9d3e548946695a04ecf0a5d641d011e25c5b3dfab18831933957d5"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "4dc51ac21baddfe5874aca34cdc42e2033badfc4508c5d847668736d6a8d84ae"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

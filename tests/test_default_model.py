@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "weights" / "iaca-lite-sice"
 DATA = ROOT.parent / "shared" / "data"
 # Pinned here as well as in the package: changing the shipped weights must be a deliberate, visible edit.
-PINNED = "c92b683c3a2d189e0cf36e28aeabb6030fb2950a87dfe099783a5a1f93c22170"
+PINNED = "b2af12715e9d3e548946695a04ecf0a5d641d011e25c5b3dfab18831933957d5"
 
 pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
                                 reason="weights/iaca-lite-sice has not been trained yet")
@@ -76,17 +76,30 @@ def test_corrupt_embedded_weights_are_refused(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not (DATA / "enhanced" / "ZeroDCE" / "LIME").is_dir(), reason="../shared/data is absent")
-def test_published_enhancement_beats_its_input_on_real_photos():
-    from iaca_metric import score
+def test_published_enhancement_beats_its_dark_input_on_real_photos():
+    """Issue 12's real-photo target: the published Zero-DCE outputs of the DICM and LIME photos darker
+    than the training inputs' rule (mean luma below INPUT_MAX_LUMA / 255) score above their input in
+    >= 95 % of them. Brighter inputs (0.2-0.77, mostly DICM, many already at the exposure people
+    prefer) are reported by benchmarks/accuracy.py, not asserted."""
+    import numpy as np
+    from PIL import Image
 
-    pairs = []
-    for enh in sorted((DATA / "enhanced" / "ZeroDCE" / "LIME").iterdir()):
-        low = DATA / "lowlight" / "LIME" / enh.name
-        if low.is_file():
-            pairs.append((enh, low))
-    assert len(pairs) >= 5
-    wins = sum(score(str(e), str(l)) > score(str(l), str(l)) for e, l in pairs)
-    assert wins >= 0.9 * len(pairs)
+    from iaca_metric import score
+    from iaca_metric.training.sice import INPUT_MAX_LUMA
+
+    wins = n = 0
+    for sub in ("DICM", "LIME"):
+        for enh in sorted((DATA / "enhanced" / "ZeroDCE" / sub).iterdir()):
+            low = DATA / "lowlight" / sub / enh.name
+            if not low.is_file():
+                continue
+            rgb = np.asarray(Image.open(low).convert("RGB"), dtype=np.float64) / 255.0
+            if float((rgb @ np.array([0.299, 0.587, 0.114])).mean()) >= INPUT_MAX_LUMA / 255.0:
+                continue
+            n += 1
+            wins += score(str(enh), str(low)) > score(str(low), str(low))
+    assert n >= 20
+    assert wins >= 0.95 * n, f"{wins}/{n}"
 
 
 def test_darker_is_worse_and_no_ref_path_is_sensible():

@@ -65,3 +65,25 @@ def test_write_release_bf16_exact_trunk(tmp_path: Path) -> None:
     # Without the flag the weights are copied byte for byte.
     plain = write_release(best, tmp_path / "plain", accuracy=None, log=None)
     assert plain == sha256_file(best / "model.safetensors") != sha
+
+
+def test_card_lists_the_training_options_a_run_used(tmp_path: Path) -> None:
+    """The model card's recipe line names the regularisers a run used and leaves out those it did not."""
+    from iaca_metric.training.reproduce import TRAIN_ARGS
+    from iaca_metric.training.train import build_parser
+
+    args = vars(build_parser().parse_args(["--data", "D", "--run", "R", *TRAIN_ARGS]))
+    model = make_model(illumination="reference_or_image", seed=3)
+    best = tmp_path / "best"
+    model.save_pretrained(best)
+    (best / "training_args.json").write_text(json.dumps(args))
+    write_release(best, tmp_path / "rel", accuracy=None, log=None)
+    card = (tmp_path / "rel" / "README.md").read_text()
+    assert "--ema 0.99" in card and "--feature-crop 0.75" in card and "--feature-dropout 0.1" in card
+    assert "--illum-bias-init 1.0" in card and f"--seed {args['seed']}" in card
+    assert "--warmup-epochs" not in card  # not used: not listed
+    plain = vars(build_parser().parse_args(["--data", "D", "--run", "R", "--seed", "0"]))
+    (best / "training_args.json").write_text(json.dumps(plain))
+    write_release(best, tmp_path / "rel2", accuracy=None, log=None)
+    card = (tmp_path / "rel2" / "README.md").read_text()
+    assert "--ema" not in card and "--feature-crop" not in card and "--illum-bias-init" not in card

