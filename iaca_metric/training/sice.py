@@ -445,7 +445,9 @@ def _family(name: str) -> str:
 def label_rows(rows: list[dict], weights: dict[str, float] | None = None) -> list[dict]:
     """Add ``score`` (the measured-artefact utility's expected round-robin win rate within each group,
     :func:`iaca_metric.training.labels.win_rates`, with ``weights`` or the shipped
-    :data:`~iaca_metric.training.labels.WEIGHTS`) to every row; returns the same list."""
+    :data:`~iaca_metric.training.labels.WEIGHTS`) to every row; returns the same list. A failure whose
+    ``params["base"]`` names a candidate of its group is labelled with that base's colour penalties as a
+    floor (:data:`~iaca_metric.training.labels.BASE_FLOORED`)."""
     from iaca_metric.training.labels import MEASURES, WEIGHTS, win_rates
 
     by_group: dict[str, list[dict]] = {}
