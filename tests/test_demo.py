@@ -173,6 +173,21 @@ def test_interpret_counts_where_failures_landed() -> None:
     assert any(x.startswith("- fail_noise_amplified lands in the top 2") and "weak spot" in x for x in lines)
     assert "- In short: on these photos the score separates the clean enhancements from the failures." in lines
     assert lines[-1].startswith("What to conclude")
+    assert not any("outscores most clean enhancements" in x for x in lines)
+
+
+def test_interpret_says_when_the_input_outscores_the_clean_enhancements() -> None:
+    # the input above clahe and gamma_3 on p1, above clahe only on p2: clean above the input in 1 of 4
+    rows = _rows({"p1": ["low-light input", "clahe", "gamma_3", "fail_over_enhance"],
+                  "p2": ["gamma_3", "low-light input", "clahe", "fail_over_enhance"]}, ["p1", "p2"])
+    lines = interpret(rows)
+    assert any("above the unenhanced low-light input in 1 of 4 cases (25%)" in x for x in lines)
+    note = next(x for x in lines if x.startswith("- The unenhanced input outscores most clean enhancements"))
+    assert "charges darkness less" in note and "100 of 101" in note
+    # exactly half is not "most": no note
+    rows = _rows({"p1": ["low-light input", "clahe", "gamma_3"], "p2": ["gamma_3", "clahe", "low-light input"]},
+                 ["p1", "p2"])
+    assert not any("outscores most" in x for x in interpret(rows))
 
 
 def test_interpret_when_failures_rank_low() -> None:
