@@ -93,10 +93,6 @@ Self_Supervised network of Zhang et al. (2020; research use), both run with thei
 """
 
 
-#: Values of training options that mean "not used"; the card lists only the options a run used.
-_OFF = {"ema": 0.0, "feature_crop": 1.0, "feature_dropout": 0.0, "warmup_epochs": 0.0}
-
-
 def _results_table(acc: dict) -> str:
     lines = []
     for name, res in acc.get("datasets", {}).items():
@@ -199,10 +195,15 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
             n_cand = max(n_cand, int(row.get("n_candidates", 0)))
         counts = {f"n_{k}": len(v) for k, v in groups.items()}
         counts["n_cand"] = n_cand
+    # optional regularisers are listed only when a run changed them from the trainer's defaults
+    from .train import build_parser
+
+    off = vars(build_parser().parse_args(["--data", "", "--run", ""]))
+    optional = {"ema", "feature_crop", "feature_dropout", "warmup_epochs"}
     train_args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in sorted(args.items())
                           if k in ("freeze", "max_candidates", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size",
                                    "ema", "feature_crop", "feature_dropout", "illum_bias_init", "warmup_epochs")
-                          and v is not None and v != _OFF.get(k))
+                          and v is not None and not (k in optional and v == off[k]))
     sha = sha256_file(dst / "model.safetensors")
     card = _CARD.format(n_params=model.num_parameters(), size_mb=(dst / "model.safetensors").stat().st_size / 1e6,
                         sha=sha, mos_scale=model.mos_scale, mos_offset=model.mos_offset,
