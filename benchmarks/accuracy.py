@@ -102,10 +102,13 @@ def score_records(records: list[Record], model: IACAMetric, with_ref_metrics: bo
         img = load_image(r.image)[None]
         low = load(r.low) if r.low is not None else None
         # the trunk does not see ref, so run it once and only repeat the heads for the two illumination maps
-        f16, f32 = model.features(img)
+        t = model.backbone_taps(img)
+        f16, f32 = t[16], t[32]
+        detail = model.detail_moments(t) if model.detail_branch else None
         illum = model.illumination_map(img, low if model.uses_ref else None)
-        out["iaca"].append(float(model.features_to_output(f16, f32, illum).score))
-        out["iaca_no_ref"].append(float(model.features_to_output(f16, f32, model.illumination_map(img, None)).score)
+        out["iaca"].append(float(model.features_to_output(f16, f32, illum, detail=detail).score))
+        out["iaca_no_ref"].append(float(model.features_to_output(f16, f32, model.illumination_map(img, None),
+                                                                 detail=detail).score)
                                   if not model.requires_ref else float("nan"))
         for name, m in others.items():
             out[name].append(float(m(img, low if m.uses_ref else None)))

@@ -59,6 +59,9 @@ class ModelConfig:
         mos_scale, mos_offset: ``mos = mos_scale * raw + mos_offset`` (finite floats; the default is the
             release's least-squares map).
         mos_range: nominal range of that MOS scale (documentation only; values are never clipped).
+        detail_branch: add the detail head: per-channel mean and std of the backbone's stride-4 and
+            stride-8 maps (fine texture, noise, blocking; taps the trunk computes anyway) feed a small
+            layer whose output joins the fused regression. False for the paper's model.
 
     Construction validates every field (types, finiteness, known names) and raises
     :class:`ConfigError` naming the field.
@@ -69,6 +72,7 @@ class ModelConfig:
     mos_scale: float = RELEASE_MOS_SCALE
     mos_offset: float = RELEASE_MOS_OFFSET
     mos_range: tuple[float, float] = (0.0, 1.0)
+    detail_branch: bool = False
 
     def __post_init__(self) -> None:
         from .backbones import BACKBONES
@@ -88,6 +92,8 @@ class ModelConfig:
         if not lo < hi:
             raise ConfigError(f"mos_range must have low < high, got {rng!r}")
         object.__setattr__(self, "mos_range", (lo, hi))
+        if not isinstance(self.detail_branch, bool):
+            raise ConfigError(f"detail_branch must be true or false, got {self.detail_branch!r}")
 
     @property
     def uses_ref(self) -> bool:
@@ -100,14 +106,16 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """The constructor fields as JSON types (``mos_range`` as a list)."""
         return {"arch": self.arch, "illumination": self.illumination, "mos_scale": self.mos_scale,
-                "mos_offset": self.mos_offset, "mos_range": list(self.mos_range)}
+                "mos_offset": self.mos_offset, "mos_range": list(self.mos_range),
+                "detail_branch": self.detail_branch}
 
 
 def parse_config(cfg: Any) -> ModelConfig:
     """A :class:`ModelConfig` from a decoded ``config.json`` object. ``arch``, ``illumination``,
     ``mos_scale`` and ``mos_offset`` are required (a missing field is never replaced by a default: a
     missing ``illumination`` would silently ignore ``ref``, a missing MOS map would silently rescale);
-    ``mos_range`` defaults to [0, 1]. Raises :class:`ConfigError`."""
+    ``mos_range`` defaults to [0, 1] and ``detail_branch`` to false (folders written before it existed have
+    no detail head; strict key matching still refuses weights that do not fit). Raises :class:`ConfigError`."""
     if not isinstance(cfg, dict):
         raise ConfigError(f"config.json must hold a JSON object, got {type(cfg).__name__}")
     missing = [k for k in _REQUIRED if k not in cfg]
@@ -120,7 +128,8 @@ def parse_config(cfg: Any) -> ModelConfig:
                           "(`iaca-metric convert` and save_pretrained write them)")
     return ModelConfig(arch=cfg["arch"], illumination=cfg["illumination"], mos_scale=cfg["mos_scale"],
                        mos_offset=cfg["mos_offset"], mos_range=tuple(cfg.get("mos_range", (0.0, 1.0)))
-                       if isinstance(cfg.get("mos_range", (0.0, 1.0)), (list, tuple)) else cfg["mos_range"])
+                       if isinstance(cfg.get("mos_range", (0.0, 1.0)), (list, tuple)) else cfg["mos_range"],
+                       detail_branch=cfg.get("detail_branch", False))
 
 
 def read_config_file(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Any]]:

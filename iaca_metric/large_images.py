@@ -212,7 +212,10 @@ def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | 
         return model.forward_all(img, ref)
 
     dev = img.device.type
-    grid = {s: (_ceil_div(h, s), _ceil_div(w, s)) for s in (16, 32)}
+    # Detail-branch models also pool their stride-4 and stride-8 maps (unweighted); core borders lie on
+    # multiples of 32, so those cells partition the whole-image maps as well.
+    strides = (4, 8, 16, 32) if model.detail_branch else (16, 32)
+    grid = {s: (_ceil_div(h, s), _ceil_div(w, s)) for s in strides}
     # Illumination weights on the whole-image grids, exactly as whole-image scoring computes them.
     with model.float32_heads(dev) as cast:
         illum = model.illumination_map(img, ref)
@@ -223,7 +226,7 @@ def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | 
     sums: dict[int, list[torch.Tensor]] = {}
     for ry in rows:
         for cx in cols:
-            taps = dict(zip((16, 32), model.features(img[..., ry.i0:ry.i1, cx.i0:cx.i1])))
+            taps = model.backbone_taps(img[..., ry.i0:ry.i1, cx.i0:cx.i1])
             for s, feat in taps.items():
                 th, tw = _ceil_div(ry.i1 - ry.i0, s), _ceil_div(cx.i1 - cx.i0, s)
                 if tuple(feat.shape[-2:]) != (th, tw):
@@ -236,14 +239,21 @@ def forward_all_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | 
                 oy, ox = (ry.c0 - ry.i0) // s, (cx.c0 - cx.i0) // s
                 with model.float32_heads(dev) as cast:
                     f = feat[..., oy:oy + y1 - y0, ox:ox + x1 - x0]
-                    x = (f.float() if cast else f) * weights[s][..., y0:y1, x0:x1]
+                    x = f.float() if cast else f
+                    if s in weights:
+                        x = x * weights[s][..., y0:y1, x0:x1]
                     x = x.to(torch.promote_types(x.dtype, torch.float32)).to(acc)
                     part = [x.sum(dim=(2, 3)), (x * x).sum(dim=(2, 3))]
                 sums[s] = [a + b for a, b in zip(sums[s], part)] if s in sums else part
             del taps
-    n16, n32 = grid[16][0] * grid[16][1], grid[32][0] * grid[32][1]
+    n = {s: grid[s][0] * grid[s][1] for s in strides}
+    detail = None
+    if model.detail_branch:
+        detail = (torch.cat([sums[4][0] / n[4], sums[8][0] / n[8]], dim=1),
+                  torch.cat([sums[4][1] / n[4], sums[8][1] / n[8]], dim=1))
     with model.float32_heads(dev):
-        return model.heads_from_moments(sums[16][0] / n16, sums[16][1] / n16, sums[32][0] / n32, sums[32][1] / n32)
+        return model.heads_from_moments(sums[16][0] / n[16], sums[16][1] / n[16], sums[32][0] / n[32],
+                                        sums[32][1] / n[32], detail=detail)
 
 
 def score_tiled(model: IACAMetric, img: torch.Tensor, ref: torch.Tensor | None = None, *,

@@ -11,6 +11,11 @@ Data flow for one image batch ``img`` (N, 3, H, W), RGB in [0, 1]:
 4. content-adaptive attention ``att(m)`` gates the std: ``g = att(m) * s``;
 5. ``dr6``/``dr7`` reduce ``g`` to 64-d; ``regr6``/``regr7`` score each stage and ``regression``
    scores the concatenation. ``regression`` is the fused score used for inference.
+6. (models whose config has ``detail_branch``) the per-channel mean and std of the backbone's stride-4
+   and stride-8 maps, standardised by fixed buffers (``detail_shift``/``detail_scale``, set from the
+   training data), go through ``detail`` (linear + ReLU, 64-d), which joins the concatenation that
+   ``regression`` scores. Fine-scale statistics are where noise, blocking, halos and lost texture show;
+   the stride-16/32 taps see them only through many layers of ImageNet features.
 
 Submodule names equal the original release's, so its checkpoints load without renaming.
 """
@@ -112,12 +117,14 @@ class IACAMetric(
         mos_scale: float | None = None,
         mos_offset: float | None = None,
         mos_range: tuple[float, float] | None = None,
+        detail_branch: bool | None = None,
     ) -> None:
         super().__init__()
         embedded = arch is None
         if embedded:
             given = {k: v for k, v in (("illumination", illumination), ("mos_scale", mos_scale),
-                                       ("mos_offset", mos_offset), ("mos_range", mos_range)) if v is not None}
+                                       ("mos_offset", mos_offset), ("mos_range", mos_range),
+                                       ("detail_branch", detail_branch)) if v is not None}
             if given:
                 raise InputError(
                     f"IACAMetric({', '.join(f'{k}={v!r}' for k, v in given.items())}) without arch: the bare "
@@ -135,7 +142,8 @@ class IACAMetric(
                                   illumination=defaults.illumination if illumination is None else illumination,
                                   mos_scale=defaults.mos_scale if mos_scale is None else mos_scale,
                                   mos_offset=defaults.mos_offset if mos_offset is None else mos_offset,
-                                  mos_range=defaults.mos_range if mos_range is None else mos_range)
+                                  mos_range=defaults.mos_range if mos_range is None else mos_range,
+                                  detail_branch=defaults.detail_branch if detail_branch is None else detail_branch)
             except ConfigError as exc:
                 raise InputError(f"IACAMetric: {exc}") from None
         self.arch = cfg.arch
@@ -143,13 +151,21 @@ class IACAMetric(
         self.mos_scale = cfg.mos_scale
         self.mos_offset = cfg.mos_offset
         self.mos_range = cfg.mos_range
+        self.detail_branch = cfg.detail_branch
         c6, c7 = BACKBONES[cfg.arch].channels
         self.features = build_backbone(cfg.arch)
         self.dr6, self.dr7 = _mlp_dr(c6), _mlp_dr(c7)
         self.att6, self.att7 = _mlp_att(c6), _mlp_att(c7)
         self.getw5, self.getw6 = _illum_net(), _illum_net()
         self.regr6, self.regr7 = nn.Linear(64, 1), nn.Linear(64, 1)
-        self.regression = nn.Linear(128, 1)
+        if self.detail_branch:
+            cd = sum(BACKBONES[cfg.arch].detail_channels)
+            # Fixed standardisation of [means, stds] (2 * cd values): the heads keep BatchNorm in eval
+            # mode, so these play the role of its running statistics; train.py sets them from the data.
+            self.register_buffer("detail_shift", torch.zeros(2 * cd))
+            self.register_buffer("detail_scale", torch.ones(2 * cd))
+            self.detail = nn.Sequential(nn.Linear(2 * cd, 64), nn.ReLU())
+        self.regression = nn.Linear(192 if self.detail_branch else 128, 1)
         # Provenance, filled by the loaders; shown by `iaca-metric info`.
         self.weights_info: dict[str, Any] = {"source": "uninitialised", "revision": None, "sha256": None}
         self.eval()
@@ -166,7 +182,7 @@ class IACAMetric(
         if not isinstance(config, ModelConfig):
             raise InputError(f"config must be an iaca_metric.ModelConfig, got {type(config).__name__}")
         return cls(arch=config.arch, illumination=config.illumination, mos_scale=config.mos_scale,
-                   mos_offset=config.mos_offset, mos_range=config.mos_range)
+                   mos_offset=config.mos_offset, mos_range=config.mos_range, detail_branch=config.detail_branch)
 
     # ------------------------------------------------------------------ configuration
     @property
@@ -174,7 +190,8 @@ class IACAMetric(
         """The model's configuration, validated (attributes such as ``mos_scale`` may have been edited)."""
         try:
             return ModelConfig(arch=self.arch, illumination=self.illumination, mos_scale=self.mos_scale,
-                               mos_offset=self.mos_offset, mos_range=self.mos_range)
+                               mos_offset=self.mos_offset, mos_range=self.mos_range,
+                               detail_branch=self.detail_branch)
         except ConfigError as exc:
             raise InputError(f"this model's configuration is invalid: {exc}") from None
 
@@ -249,12 +266,18 @@ class IACAMetric(
                 self.getw6(F.adaptive_max_pool2d(illum, size32)))
 
     def heads_from_moments(self, mean6: torch.Tensor, sq6: torch.Tensor, mean7: torch.Tensor, sq7: torch.Tensor,
-                           taps: dict[str, torch.Tensor] | None = None) -> IACAOutput:
+                           taps: dict[str, torch.Tensor] | None = None,
+                           detail: tuple[torch.Tensor, torch.Tensor] | None = None) -> IACAOutput:
         """The heads, from the per-channel moments of the weighted taps: ``mean`` = E[x] and ``sq`` =
         E[x^2], shape (N, C), in at least float32 (whole-image scoring passes float32, tiling float64
-        sums divided by the cell count). The one implementation of std, attention gate, reductions and
-        the three regressions. Call inside :meth:`float32_heads`."""
+        sums divided by the cell count). ``detail``: (E[x], E[x^2]) of the unweighted stride-4 and
+        stride-8 maps, channels concatenated, (N, cd) each (:meth:`detail_moments`); required exactly
+        when the model has a detail branch. The one implementation of std, attention gate, reductions and
+        the regressions. Call inside :meth:`float32_heads`."""
         head_dtype = self.att6[0].weight.dtype
+        if (detail is not None) != self.detail_branch:
+            raise ValueError("detail moments must be given exactly when the model has a detail branch "
+                             f"(detail_branch={self.detail_branch})")
 
         def stage(mean: torch.Tensor, sq: torch.Tensor, att: nn.Module, dr: nn.Module, tag: str) -> torch.Tensor:
             # std as sqrt(relu(E[x^2] - E[x]^2)): the release's formula; relu guards rounding below 0.
@@ -276,7 +299,17 @@ class IACAMetric(
 
         h6 = stage(mean6, sq6, self.att6, self.dr6, "6")
         h7 = stage(mean7, sq7, self.att7, self.dr7, "7")
-        score = self.regression(torch.cat([h6, h7], dim=1)).squeeze(1)
+        fused = [h6, h7]
+        if detail is not None:
+            dmean, dsq = detail
+            dmean = dmean.to(torch.promote_types(dmean.dtype, torch.float32))
+            dstd = torch.sqrt(F.relu(dsq.to(dmean.dtype) - dmean * dmean))
+            z = (torch.cat([dmean, dstd], dim=1).to(self.detail_shift.dtype) - self.detail_shift) / self.detail_scale
+            hd = self.detail(z.to(head_dtype))
+            if taps is not None:
+                taps["detail"] = hd
+            fused.append(hd)
+        score = self.regression(torch.cat(fused, dim=1)).squeeze(1)
         return IACAOutput(score=score, regr6=self.regr6(h6).squeeze(1), regr7=self.regr7(h7).squeeze(1),
                           taps=taps if taps is not None else {})
 
@@ -288,17 +321,40 @@ class IACAMetric(
         x = x.to(torch.promote_types(x.dtype, torch.float32))
         return x.mean(dim=(2, 3)), (x * x).mean(dim=(2, 3))
 
+    @staticmethod
+    def detail_moments(taps: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(E[x], E[x^2]) per channel of the stride-4 and stride-8 maps in ``taps`` (as returned by the
+        backbone's ``forward_taps(x, detail=True)``), channels concatenated in stride order: two (N, cd)
+        float32 (or float64) tensors."""
+        means, sqs = [], []
+        for s in (4, 8):
+            x = taps[s].to(torch.promote_types(taps[s].dtype, torch.float32))
+            means.append(x.mean(dim=(2, 3)))
+            sqs.append((x * x).mean(dim=(2, 3)))
+        return torch.cat(means, dim=1), torch.cat(sqs, dim=1)
+
+    def backbone_taps(self, img: torch.Tensor) -> dict[int, torch.Tensor]:
+        """The backbone's taps by stride: 16 and 32, plus 4 and 8 when the model has a detail branch."""
+        if self.detail_branch:
+            return self.features.forward_taps(img, detail=True)
+        f16, f32 = self.features(img)
+        return {16: f16, 32: f32}
+
     def features_to_output(self, f16: torch.Tensor, f32: torch.Tensor, illum: torch.Tensor,
-                           return_taps: bool = False) -> IACAOutput:
-        """Heads only: from the two backbone taps and the illumination map to the three scores."""
+                           return_taps: bool = False,
+                           detail: tuple[torch.Tensor, torch.Tensor] | None = None) -> IACAOutput:
+        """Heads only: from the two backbone taps, the illumination map and (detail-branch models) the
+        detail moments (:meth:`detail_moments`) to the three scores."""
         taps: dict[str, torch.Tensor] | None = {} if return_taps else None
         with self.float32_heads(f16.device.type) as cast:
             if cast:
                 f16, f32, illum = f16.float(), f32.float(), illum.float()
+                if detail is not None:
+                    detail = (detail[0].float(), detail[1].float())
             w16, w32 = self.illumination_weights(illum, f16.shape[-2:], f32.shape[-2:])
             m6, q6 = self._moments(f16, w16)
             m7, q7 = self._moments(f32, w32)
-            return self.heads_from_moments(m6, q6, m7, q7, taps)
+            return self.heads_from_moments(m6, q6, m7, q7, taps, detail)
 
     def forward_all(self, img: torch.Tensor, ref: torch.Tensor | None = None,
                     return_taps: bool = False) -> IACAOutput:
@@ -307,8 +363,9 @@ class IACAMetric(
         ``dr6``/``dr7`` (N, 64) reduced features). ``img``/``ref``: (N, 3, H, W) in [0, 1], H, W >= 32.
         No input validation here: use :func:`iaca_metric.score` for checked inputs."""
         illum = self.illumination_map(img, ref)
-        f16, f32 = self.features(img)
-        return self.features_to_output(f16, f32, illum, return_taps)
+        t = self.backbone_taps(img)
+        detail = self.detail_moments(t) if self.detail_branch else None
+        return self.features_to_output(t[16], t[32], illum, return_taps, detail)
 
     def forward(self, img: torch.Tensor, ref: torch.Tensor | None = None) -> torch.Tensor:
         """Fused raw score, shape (N,); higher is better. See :meth:`forward_all` for all heads."""
@@ -366,7 +423,7 @@ class IACAMetric(
         return sum(p.numel() for p in self.parameters())
 
     def extra_repr(self) -> str:
-        return f"arch={self.arch!r}, illumination={self.illumination!r}"
+        return f"arch={self.arch!r}, illumination={self.illumination!r}, detail_branch={self.detail_branch}"
 
 
 _CARD = """---

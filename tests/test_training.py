@@ -375,3 +375,45 @@ def test_illumination_bias_init_keeps_the_weight_maps_alive():
         alive = model.features_to_output(f16, f32, illum).score
         assert float(alive.std()) > 0
     assert set(model.state_dict()) == set(IACAMetric(arch="efficientnet_lite0").state_dict())  # same architecture
+
+
+def test_cached_recipe_trains_a_detail_branch(sice_like, tmp_path):
+    """--detail-branch: the cache holds the detail moments of each image (the same numbers the model
+    computes when scoring), the fixed standardisation is set from the training images, and the exported
+    folder scores like the trained model on a fresh image."""
+    from iaca_metric.training.train import build_cache, cached_forward
+    from iaca_metric.training.datasets import read_sice_index
+    from iaca_metric.training.train import load_rgb
+
+    cache = tmp_path / "cache"
+    args = _args(data=sice_like, run=tmp_path / "d", epochs=2, freeze="stride32", seed=0, threads=2, cache=cache,
+                 lr=3e-3)
+    args.detail_branch = True
+    best = train(args)
+    log = [json.loads(line) for line in (tmp_path / "d" / "train.log").read_text().splitlines()]
+    assert len(log) == 2 and all(np.isfinite(e["train_loss"]) for e in log)
+    model = IACAMetric.from_pretrained(best)
+    assert model.detail_branch
+    recs = read_sice_index(sice_like / "index.jsonl", split="train")
+    items = build_cache(model, recs, cache, "stride32", None, "train")
+    # standardisation = mean / std over the training images' [means, stds]
+    z = torch.cat([torch.cat([it["d_mean"], torch.sqrt(torch.relu(it["d_sq"] - it["d_mean"] ** 2))], 1)
+                   for it in items.values()]).double()
+    torch.testing.assert_close(model.detail_shift.double(), z.mean(0), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(model.detail_scale.double(), z.std(0).clamp_min(1e-6), atol=1e-5, rtol=1e-4)
+    # the cached moments are the model's own, and cached scoring equals whole-image scoring
+    g, it = next(iter(items.items()))
+    idx = [i for i, r in enumerate(recs) if r.group == g]
+    img = load_rgb(recs[idx[0]].image)[None]
+    with torch.no_grad():
+        mean, sq = model.detail_moments(model.backbone_taps(img))
+        torch.testing.assert_close(it["d_mean"][:1], mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(it["d_sq"][:1], sq, atol=1e-5, rtol=1e-5)
+        cached = cached_forward(model, [it], "stride32", torch.zeros(it["score"].numel(), dtype=torch.bool))[2]
+        direct = model(img)
+    # the cache stores the taps in float16, hence the tolerance
+    assert abs(float(cached[0]) - float(direct[0])) < 1e-2 * max(1.0, abs(float(direct[0])))
+    # a cache from before detail branches existed is refused with the fix
+    old = {k: v for k, v in it.items() if not k.startswith("d_")}
+    with pytest.raises(SystemExit, match="new folder"):
+        cached_forward(model, [old], "stride32", torch.zeros(old["score"].numel(), dtype=torch.bool))

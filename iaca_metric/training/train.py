@@ -75,12 +75,17 @@ def cache_group_features(model: IACAMetric, records: list[Record], indices: list
                          size: int | None) -> dict[str, torch.Tensor]:
     """Frozen features of one scene. Returns float16 ``f16`` (n, C16, h, w) and, for freeze='stride32',
     ``f32``; float32 illumination maps at the stride-16 resolution: ``illum_img`` (n, 1, h, w) from each
-    image and ``illum_low`` (n, 1, h, w) from its low-light input (the image's own map when it has none)."""
+    image and ``illum_low`` (n, 1, h, w) from its low-light input (the image's own map when it has none);
+    and float32 ``d_mean``/``d_sq`` (n, cd): the detail moments (:meth:`IACAMetric.detail_moments` of the
+    stride-4 and stride-8 maps, which the trunk computes on the way; what a detail-branch model needs)."""
     imgs = torch.stack([load_rgb(records[i].image, size) for i in indices])
-    f16 = model.features.to_stride16(imgs)
+    taps = model.features.forward_taps(imgs, detail=True)
+    f16 = taps[16]
     out = {"f16": f16.half()}
     if freeze == "stride32":
-        out["f32"] = model.features.stride16_to_stride32(f16).half()
+        out["f32"] = taps[32].half()
+    out["d_mean"], out["d_sq"] = model.detail_moments(taps)
+    del taps
     hw = f16.shape[-2:]
     out["illum_img"] = F.adaptive_max_pool2d(imgs.amax(1, keepdim=True), hw)
     lows = []
@@ -194,8 +199,9 @@ def build_cache(model: IACAMetric, records: list[Record], cache_dir: Path, freez
 
 
 # --------------------------------------------------------------------------------------------- model
-def build_model(arch: str, illumination: str, imagenet_init: bool = True) -> IACAMetric:
-    model = IACAMetric(arch=arch, illumination=illumination, mos_scale=1.0, mos_offset=0.0)
+def build_model(arch: str, illumination: str, imagenet_init: bool = True, detail_branch: bool = False) -> IACAMetric:
+    model = IACAMetric(arch=arch, illumination=illumination, mos_scale=1.0, mos_offset=0.0,
+                       detail_branch=detail_branch)
     if imagenet_init:
         if arch == "efficientnet_lite0":
             from ..backbones import load_efficientnet_lite0_imagenet
@@ -218,6 +224,21 @@ def set_illumination_bias(model: IACAMetric, bias: float) -> None:
         for net in (model.getw5, model.getw6):
             convs = [m for m in net if isinstance(m, torch.nn.Conv2d)]
             convs[-1].bias.fill_(bias)
+
+
+@torch.no_grad()
+def set_detail_standardisation(model: IACAMetric, items: Iterable[dict[str, torch.Tensor]]) -> None:
+    """Set the detail branch's fixed standardisation (``detail_shift``/``detail_scale``) to the mean and
+    std of its inputs, [per-channel mean, per-channel std] of the stride-4/8 maps, over the cached training
+    images, so the layer after it starts on unit-scale inputs (the heads keep BatchNorm frozen, so nothing
+    else would rescale them)."""
+    z = []
+    for it in items:
+        m, q = it["d_mean"].double(), it["d_sq"].double()
+        z.append(torch.cat([m, torch.sqrt(torch.relu(q - m * m))], dim=1))
+    z = torch.cat(z)
+    model.detail_shift.copy_(z.mean(0).to(model.detail_shift.dtype))
+    model.detail_scale.copy_(z.std(0).clamp_min(1e-6).to(model.detail_scale.dtype))
 
 
 def trainable_parameters(model: IACAMetric, freeze: str) -> list[torch.nn.Parameter]:
@@ -252,7 +273,13 @@ def cached_forward(model: IACAMetric, items: list[dict[str, torch.Tensor]], free
     f16 = _stack(items, "f16").float()
     f32 = _stack(items, "f32").float() if freeze == "stride32" else model.features.stride16_to_stride32(f16)
     illum = torch.where(use_low[:, None, None, None], _stack(items, "illum_low"), _stack(items, "illum_img"))
-    out = model.features_to_output(f16, f32, illum)
+    detail = None
+    if model.detail_branch:
+        if "d_mean" not in items[0]:
+            raise SystemExit("this feature cache has no detail moments (written before detail branches existed): "
+                             "give --cache a new folder so they are computed")
+        detail = (_stack(items, "d_mean"), _stack(items, "d_sq"))
+    out = model.features_to_output(f16, f32, illum, detail=detail)
     return out.regr6, out.regr7, out.score
 
 
@@ -291,7 +318,8 @@ def train(args: argparse.Namespace) -> Path:
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     _set_seed(args.seed)
-    model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
+    model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from,
+                        detail_branch=args.detail_branch)
     if args.init_from:
         src = IACAMetric.from_pretrained(args.init_from)
         model.load_state_dict(src.state_dict(), strict=True)
@@ -343,7 +371,8 @@ def train(args: argparse.Namespace) -> Path:
     if args.recipe == "cached":
         cache_dir = Path(args.cache or (run / "cache"))
         # features must come from the frozen ImageNet trunk, whatever the heads' state
-        trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from)
+        trunk_model = build_model(args.arch, args.illumination, imagenet_init=not args.init_from,
+                                  detail_branch=args.detail_branch)
         if args.init_from or args.bf16_exact_trunk:
             trunk_model.load_state_dict(model.state_dict())
         excl = [f for f in args.exclude_families.split(",") if f]
@@ -354,6 +383,11 @@ def train(args: argparse.Namespace) -> Path:
         val_cache = build_cache(trunk_model, val_recs, cache_dir, args.freeze, args.size, "val",
                                 max_candidates=args.val_max_candidates, exclude_families=excl, trunk_tag=tag)
         del trunk_model
+        if model.detail_branch and start_epoch == 0 and not args.init_from:
+            set_detail_standardisation(model, train_cache.values())
+    elif model.detail_branch and start_epoch == 0 and not args.init_from:
+        raise SystemExit("--detail-branch is trained with the cached recipe (its standardisation comes from "
+                         "the cached training features); use --recipe cached or --init-from a detail model")
     for epoch in range(start_epoch, args.epochs):
         t0 = time.time()
         model.train()
@@ -564,8 +598,9 @@ def _epoch_finetune(model: IACAMetric, opt: torch.optim.Optimizer, records: list
         img, low, score = img.to(device), low.to(device), score.to(device)
         keep = (torch.rand(len(img), device=device) >= args.p_no_ref) & has_low.to(device)
         illum = torch.where(keep[:, None, None, None], low, img).amax(1, keepdim=True)
-        f16, f32 = model.features(img)
-        out = model.features_to_output(f16, f32, illum)
+        t = model.backbone_taps(img)
+        out = model.features_to_output(t[16], t[32], illum,
+                                       detail=model.detail_moments(t) if model.detail_branch else None)
         loss = iaca_training_loss((out.regr6, out.regr7, out.score), score, p=args.p, q=args.q)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -606,6 +641,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    choices=["image", "reference", "reference_or_image"])
     p.add_argument("--init-from", default=None, help="start from this weights folder/repo instead of ImageNet")
     p.add_argument("--freeze", choices=["stride16", "stride32"], default="stride16")
+    p.add_argument("--detail-branch", action="store_true",
+                   help="add the detail head (mean and std of the trunk's stride-4 and stride-8 maps) to the model")
     p.add_argument("--bf16-exact-trunk", action="store_true",
                    help="round the frozen trunk's convolution weights to the bfloat16 grid before caching and "
                         "training (what the release ships), so the released model scores exactly like the "
