@@ -243,9 +243,47 @@ def _downscale(x: torch.Tensor, max_side: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(max(32, round(h * s)), max(32, round(w * s))), mode="area")
 
 
+class NetworkOutputCache:
+    """Zero-DCE and Self_Supervised outputs of the low-light photos, as 8-bit (3, H, W) uint8 tensors in one
+    torch file, keyed by photo and by the sha256 of the photo, of both weight files and the longer side:
+    the two networks take ~20 minutes of CPU on the 152 photos and do not depend on the model scored, so
+    reruns of the benchmark reuse them. Exact: the outputs are rounded to 8 bits before scoring anyway."""
+
+    def __init__(self, path: Path | None):
+        self.path, self.values, self.dirty = path, {}, False
+        if path is not None and path.is_file():
+            self.values = torch.load(path, weights_only=True)
+
+    @staticmethod
+    def key(photo: Path, weights: tuple[Path, ...], max_side: int) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in (photo, *weights):
+            h.update(hashlib.sha256(Path(f).read_bytes()).digest())
+        return f"{photo.parent.name}/{photo.name}/{max_side}/{h.hexdigest()}"
+
+    def get(self, key: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
+        """(zero_dce, self_supervised) as (1, 3, H, W) float in [0, 1], 8-bit values."""
+        if key not in self.values:
+            a, b = compute()
+            self.values[key] = torch.stack([torch.round(a[0] * 255), torch.round(b[0] * 255)]).to(torch.uint8)
+            self.dirty = True
+        ab = self.values[key].float() / 255
+        return ab[0:1], ab[1:2]
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            tmp = self.path.with_suffix(".tmp")
+            torch.save(self.values, tmp)
+            tmp.replace(self.path)
+            self.dirty = False
+
+
 @torch.no_grad()
 def method_preference_check(data_root: Path, model: IACAMetric, records: list[Record] | None = None,
-                            max_side: int = PREF_MAX_SIDE, others: dict[str, IACAMetric] | None = None) -> dict:
+                            max_side: int = PREF_MAX_SIDE, others: dict[str, IACAMetric] | None = None,
+                            outputs_cache: NetworkOutputCache | None = None) -> dict:
     """Human fact: SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised in 287 of 290 scenes.
 
     Runs the official Zero-DCE snapshot and the Self_Supervised network (``../shared/data/weights``)
@@ -257,8 +295,10 @@ def method_preference_check(data_root: Path, model: IACAMetric, records: list[Re
     from iaca_metric.zero_dce import load_official_zero_dce
 
     weights = data_root / "weights"
-    zdce = load_official_zero_dce(weights / "zero_dce_official_Epoch99.pth")
-    selfsup = load_self_supervised(weights / "selfsup_retinex_decom_6000.npz")
+    wfiles = (weights / "zero_dce_official_Epoch99.pth", weights / "selfsup_retinex_decom_6000.npz")
+    zdce = load_official_zero_dce(wfiles[0])
+    selfsup = load_self_supervised(wfiles[1])
+    cache = outputs_cache or NetworkOutputCache(None)
     rows = []
     for sub in LOWLIGHT_SETS:
         folder = data_root / "lowlight" / sub
@@ -268,10 +308,12 @@ def method_preference_check(data_root: Path, model: IACAMetric, records: list[Re
             if f.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
                 continue
             low = _downscale(load_image(f)[None], max_side)
-            a = zdce.enhance(low).clamp(0, 1)
-            b = selfsup.enhance(low).clamp(0, 1)
             # 8-bit, as both would be saved and published
-            a, b = (torch.round(a * 255) / 255, torch.round(b * 255) / 255)
+            a, b = cache.get(cache.key(f, wfiles, max_side),
+                             lambda low=low: (zdce.enhance(low).clamp(0, 1), selfsup.enhance(low).clamp(0, 1)))
+            if a.shape != low.shape:
+                raise RuntimeError(f"cached network outputs of {f} have shape {tuple(a.shape)}, the photo "
+                                   f"{tuple(low.shape)}: delete the outputs cache")
             ref = low if model.uses_ref else None
             row = {"set": sub, "name": f.name, "zero_dce": float(model(a, ref)), "self_supervised": float(model(b, ref)),
                    "input_mean_luma": float(luma(low[0].permute(1, 2, 0).numpy()).mean())}
@@ -279,6 +321,7 @@ def method_preference_check(data_root: Path, model: IACAMetric, records: list[Re
                 r2 = low if m.uses_ref else None
                 row[f"{name}_zero_dce"], row[f"{name}_self_supervised"] = float(m(a, r2)), float(m(b, r2))
             rows.append(row)
+        cache.save()
     out = {"lowlight": _pref(rows), "lowlight_by_set": {s: _pref([r for r in rows if r["set"] == s])
                                                          for s in LOWLIGHT_SETS},
            "max_side": max_side, "rows": rows}
@@ -340,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--baseline-cache", type=Path, default=None,
                     help="JSON Lines file of NIQE/BRISQUE values by image sha256, reused and extended across runs")
+    ap.add_argument("--outputs-cache", type=Path, default=None,
+                    help="torch file of the Zero-DCE/Self_Supervised outputs of the low-light photos, reused and "
+                         "extended across runs (the networks cost ~20 CPU minutes on the 152 photos)")
     ap.add_argument("--previous-on-sice", action="store_true", help="also score --previous on the SICE split")
     ap.add_argument("--previous", default=None, help="weights folder of the previous default model: scored on the "
                     "same records as 'iaca_previous' for comparison")
@@ -369,8 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             report[f"zerodce_vs_input_{name}"] = {k: v for k, v in zerodce_check(args.zerodce, m).items() if k != "rows"}
     if args.preference:
         test_recs = read_sice_index(args.sice, split=args.sice_split) if args.sice else None
-        report["zero_dce_vs_self_supervised"] = method_preference_check(args.preference, model, test_recs,
-                                                                        others=others)
+        report["zero_dce_vs_self_supervised"] = method_preference_check(
+            args.preference, model, test_recs, others=others, outputs_cache=NetworkOutputCache(args.outputs_cache))
     for name, res in report["datasets"].items():
         print(_table(name, res))
         iaca = res["metrics"]["iaca"]["within_srcc_median"]

@@ -122,3 +122,35 @@ def test_baseline_cache_reuses_values_of_unchanged_files_only(tmp_path: Path) ->
     assert again.get("niqe", a, compute(4.25)) == 4.25  # a changed file is recomputed
     assert len((tmp_path / "nr.jsonl").read_text().splitlines()) == 3
     assert bench.BaselineCache(None).get("niqe", a, compute(2.0)) == 2.0  # no file: always computed
+
+
+def test_network_output_cache_is_exact_and_keyed_by_content(tmp_path: Path) -> None:
+    """The method-preference check's cache of the two networks' outputs: stored as 8-bit values (what is
+    scored), computed once per key, reloaded from disk unchanged, and keyed by the bytes of the photo
+    and of the weights, so a changed photo or weight file is recomputed."""
+    bench = _load_benchmark()
+    photo, w1, w2 = tmp_path / "set" / "p.png", tmp_path / "w1", tmp_path / "w2"
+    photo.parent.mkdir()
+    for f, b in ((photo, b"photo"), (w1, b"zero-dce"), (w2, b"self-sup")):
+        f.write_bytes(b)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(1, 3, 8, 12, generator=g), torch.rand(1, 3, 8, 12, generator=g)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return a, b
+
+    path = tmp_path / "outs.pt"
+    cache = bench.NetworkOutputCache(path)
+    key = cache.key(photo, (w1, w2), 800)
+    got_a, got_b = cache.get(key, compute)
+    assert torch.equal(got_a, torch.round(a * 255) / 255) and torch.equal(got_b, torch.round(b * 255) / 255)
+    cache.save()
+    again = bench.NetworkOutputCache(path)
+    a2, b2 = again.get(key, compute)
+    assert len(calls) == 1 and torch.equal(a2, got_a) and torch.equal(b2, got_b)
+    w2.write_bytes(b"retrained")
+    assert again.key(photo, (w1, w2), 800) != key
+    assert cache.key(photo, (w1, w1), 800) != key
+    assert cache.key(photo, (w1, w2), 600) != cache.key(photo, (w1, w2), 800)
