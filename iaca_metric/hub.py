@@ -32,8 +32,8 @@ DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
 # changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
 # reads the shipped files and checks them against it).
-DEFAULT_MODEL_SHA256 = "b2af12715e9d3e548946695a04ecf0a5d641d011e25c5b3dfab18831933957d5"  # model.safetensors
-DEFAULT_CONFIG_SHA256 = "4dc51ac21baddfe5874aca34cdc42e2033badfc4508c5d847668736d6a8d84ae"  # config.json
+DEFAULT_MODEL_SHA256 = "5d488a81b6c54bafb5f9d7a125533efee940ae227309c6d17d2d6a927d702b39"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "0f5b3994bd7cec23afbf9c7e1d21bbc427fc721096c12ba7ce895fd53e30b4ea"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / "weights" / "iaca-lite-sice"
 DATA = ROOT.parent / "shared" / "data"
 # Pinned here as well as in the package: changing the shipped weights must be a deliberate, visible edit.
-PINNED = "b2af12715e9d3e548946695a04ecf0a5d641d011e25c5b3dfab18831933957d5"
+PINNED = "5d488a81b6c54bafb5f9d7a125533efee940ae227309c6d17d2d6a927d702b39"
 
 pytestmark = pytest.mark.skipif(not (FOLDER / "model.safetensors").is_file(),
                                 reason="weights/iaca-lite-sice has not been trained yet")
@@ -43,6 +43,7 @@ def test_size_limits_and_config():
     cfg = json.loads((FOLDER / "config.json").read_text())
     assert cfg["arch"] == "efficientnet_lite0" and cfg["illumination"] == "reference_or_image"
     assert cfg["uses_ref"] is True and cfg["requires_ref"] is False
+    assert cfg["detail_branch"] is True  # IACA-Lite 2.2: stride-4/8 statistics join the fused regression
     model = IACAMetric()
     assert model.num_parameters() <= 6_000_000
     assert model.weights_info["sha256"] == PINNED and default_model_dir().samefile(

