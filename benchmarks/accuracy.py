@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import platform
 import sys
@@ -243,6 +244,15 @@ def _downscale(x: torch.Tensor, max_side: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(x, size=(max(32, round(h * s)), max(32, round(w * s))), mode="area")
 
 
+@functools.lru_cache(maxsize=None)
+def _file_digest(path: str, size: int, mtime_ns: int) -> bytes:
+    """sha256 of a file's bytes; memoised by (path, size, mtime) so the two weight files are read once per
+    run, not once per photo, while a rewritten file is hashed again."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).digest()
+
+
 class NetworkOutputCache:
     """Zero-DCE and Self_Supervised outputs of the low-light photos, as 8-bit (3, H, W) uint8 tensors in one
     torch file, keyed by photo and by the sha256 of the photo, of both weight files and the longer side:
@@ -260,7 +270,8 @@ class NetworkOutputCache:
 
         h = hashlib.sha256()
         for f in (photo, *weights):
-            h.update(hashlib.sha256(Path(f).read_bytes()).digest())
+            st = Path(f).stat()
+            h.update(_file_digest(str(f), st.st_size, st.st_mtime_ns))
         return f"{photo.parent.name}/{photo.name}/{max_side}/{h.hexdigest()}"
 
     def get(self, key: str, compute) -> tuple[torch.Tensor, torch.Tensor]:

@@ -261,12 +261,17 @@ class EfficientNetLiteFeatures(nn.Module):
         self.to(memory_format=torch.channels_last)
 
     def to_stride16(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run_blocks(self._normalise(x), 0, self.TAP16_BLOCK + 1, self._stem)
+
+    @staticmethod
+    def _normalise(x: torch.Tensor) -> torch.Tensor:
+        """The ImageNet weights' input scaling, in the layout the blocks run fastest in."""
         x = (x * 255.0 - 127.0) / 128.0
         if x.dtype != torch.float64:
             # Depthwise convolutions run ~1.5-2x faster in channels-last (NHWC) layout on CPU (oneDNN) and
             # GPU; float64 has no oneDNN kernels, so it keeps the plain layout (the parity tests use it).
             x = x.contiguous(memory_format=torch.channels_last)
-        return self._run_blocks(x, 0, self.TAP16_BLOCK + 1, self._stem)
+        return x
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu6(_conv_bn(x, self.conv_stem, self.bn0, same=True), inplace=True)
@@ -307,9 +312,7 @@ class EfficientNetLiteFeatures(nn.Module):
             f16 = self.to_stride16(x)
             return {16: f16, 32: self.stride16_to_stride32(f16)}
         taps: dict[int, torch.Tensor] = {}
-        x = (x * 255.0 - 127.0) / 128.0
-        if x.dtype != torch.float64:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._normalise(x)
         start, stem = 0, self._stem
         for last, stride in sorted(self.DETAIL_BLOCKS.items()):
             x = self._run_blocks(x, start, last + 1, stem)

@@ -301,10 +301,9 @@ class IACAMetric(
         h7 = stage(mean7, sq7, self.att7, self.dr7, "7")
         fused = [h6, h7]
         if detail is not None:
-            dmean, dsq = detail
-            dmean = dmean.to(torch.promote_types(dmean.dtype, torch.float32))
-            dstd = torch.sqrt(F.relu(dsq.to(dmean.dtype) - dmean * dmean))
-            z = (torch.cat([dmean, dstd], dim=1).to(self.detail_shift.dtype) - self.detail_shift) / self.detail_scale
+            dmean = detail[0].to(torch.promote_types(detail[0].dtype, torch.float32))
+            z = (self.detail_features(dmean, detail[1].to(dmean.dtype)).to(self.detail_shift.dtype)
+                 - self.detail_shift) / self.detail_scale
             hd = self.detail(z.to(head_dtype))
             if taps is not None:
                 taps["detail"] = hd
@@ -320,6 +319,12 @@ class IACAMetric(
         # (and x^2 can overflow fp16), which would give NaN or zero std.
         x = x.to(torch.promote_types(x.dtype, torch.float32))
         return x.mean(dim=(2, 3)), (x * x).mean(dim=(2, 3))
+
+    @staticmethod
+    def detail_features(mean: torch.Tensor, sq: torch.Tensor) -> torch.Tensor:
+        """The detail branch's input before standardisation: [E[x], std] per channel, (N, 2 * cd), from the
+        moments of :meth:`detail_moments` (std as sqrt(relu(E[x^2] - E[x]^2)), like the IACA stages)."""
+        return torch.cat([mean, torch.sqrt(F.relu(sq - mean * mean))], dim=1)
 
     @staticmethod
     def detail_moments(taps: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -232,11 +232,7 @@ def set_detail_standardisation(model: IACAMetric, items: Iterable[dict[str, torc
     std of its inputs, [per-channel mean, per-channel std] of the stride-4/8 maps, over the cached training
     images, so the layer after it starts on unit-scale inputs (the heads keep BatchNorm frozen, so nothing
     else would rescale them)."""
-    z = []
-    for it in items:
-        m, q = it["d_mean"].double(), it["d_sq"].double()
-        z.append(torch.cat([m, torch.sqrt(torch.relu(q - m * m))], dim=1))
-    z = torch.cat(z)
+    z = torch.cat([model.detail_features(it["d_mean"].double(), it["d_sq"].double()) for it in items])
     model.detail_shift.copy_(z.mean(0).to(model.detail_shift.dtype))
     model.detail_scale.copy_(z.std(0).clamp_min(1e-6).to(model.detail_scale.dtype))
 
