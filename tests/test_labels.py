@@ -302,3 +302,57 @@ def test_label_rows_floor_failures_at_the_base_they_name() -> None:
     label_rows(rows[1:])
     s = {r["candidate"]: r["score"] for r in rows[1:]}
     assert s["fail_jpeg_0"] > s["gamma_0"]
+
+
+def test_the_unenhanced_input_is_kept_below_every_clean_enhancement() -> None:
+    """A dark input whose measured penalties (darkness only) are smaller than those of a noisy, washed-out
+    enhancement: with the masks the input's utility drops to the worst enhancement's minus INPUT_MARGIN,
+    failures and other candidates are untouched, and an input already below keeps its own utility."""
+    zero = {k: 0.0 for k in L.MEASURES}
+    common = {**zero, "luma_ref": 0.45, "ssim": 1.0, "ssim_rgb": 1.0, "psnr": 40.0}
+    cands = [
+        {**common, "luma": 0.10},                                        # the input: dark, clean
+        {**common, "luma": 0.42, "noise": 7.0, "colourfulness": -0.5},   # a noisy, dull enhancement
+        {**common, "luma": 0.44},                                        # a clean enhancement
+        {**common, "luma": 0.44, "block": 1.0},                          # a synthetic failure
+    ]
+    m = {k: np.array([c[k] for c in cands]) for k in L.MEASURES}
+    plain = L.utilities(m)
+    assert plain[0] > plain[1]  # the measured penalties alone rank the dark input above the noisy result
+    low, enh = [True, False, False, False], [False, True, True, False]
+    u = L.utilities(m, unenhanced=low, enhanced=enh)
+    assert u[0] == pytest.approx(plain[1] - L.INPUT_MARGIN, abs=1e-12)
+    np.testing.assert_array_equal(u[1:], plain[1:])
+    w = L.win_rates(m, unenhanced=low, enhanced=enh)
+    assert w[0] < w[1] and w[0] < w[2]
+    assert w.sum() == pytest.approx(len(w) / 2)
+    # an input already far below every enhancement keeps its measured utility
+    very_dark = {k: v.copy() for k, v in m.items()}
+    very_dark["luma"][0] = 0.005
+    assert L.utilities(very_dark, unenhanced=low, enhanced=enh)[0] == L.utilities(very_dark)[0]
+    with pytest.raises(ValueError, match="both"):
+        L.utilities(m, unenhanced=low)
+    with pytest.raises(ValueError, match="4 booleans"):
+        L.utilities(m, unenhanced=low[:3], enhanced=enh[:3])
+    with pytest.raises(ValueError, match="both the unenhanced"):
+        L.utilities(m, unenhanced=[True, True, False, False], enhanced=enh)
+
+
+def test_label_rows_rank_the_input_below_methods_and_networks_only() -> None:
+    from iaca_metric.training.sice import ENHANCED_KINDS, label_rows
+
+    assert set(ENHANCED_KINDS) == {"method", "network"}
+    zero = {k: 0.0 for k in L.MEASURES}
+    common = {**zero, "luma_ref": 0.45, "ssim": 1.0, "ssim_rgb": 1.0, "psnr": 40.0}
+    spec = [("input", "input", {"luma": 0.10}),
+            ("self_supervised", "network", {"luma": 0.42, "noise": 7.0, "colourfulness": -0.5}),
+            ("gamma_0", "method", {"luma": 0.44}),
+            ("fail_over_0", "failure", {"luma": 0.95, "clip": 0.5}),
+            ("real_rank0", "real_capture", {"luma": 0.40, "noise": 9.0})]
+    rows = [{"group": "g", "candidate": n, "kind": k, "params": {}, **{f"m_{q}": v for q, v in {**common, **d}.items()}}
+            for n, k, d in spec]
+    label_rows(rows)
+    s = {r["candidate"]: r["score"] for r in rows}
+    assert s["input"] < s["self_supervised"] < s["gamma_0"]
+    # a failure or another capture may still rank below the input: the rule covers clean enhancements only
+    assert s["fail_over_0"] < s["input"]

@@ -417,3 +417,28 @@ def test_cached_recipe_trains_a_detail_branch(sice_like, tmp_path):
     old = {k: v for k, v in it.items() if not k.startswith("d_")}
     with pytest.raises(SystemExit, match="new folder"):
         cached_forward(model, [old], "stride32", torch.zeros(old["score"].numel(), dtype=torch.bool))
+
+
+def test_a_validation_tie_keeps_the_later_epoch(sice_like, tmp_path, monkeypatch):
+    """Median SRCC over few scenes ties often; the exported model must then be the later epoch's, and a
+    worse epoch must not replace a better one."""
+    from iaca_metric.training import train as T
+
+    per_epoch = iter([0.5, 0.5, 0.4])  # epoch 0, epoch 1 ties it, epoch 2 is worse
+    monkeypatch.setattr(T, "evaluate_cached",
+                        lambda model, cache, freeze, with_low=True: ((next(per_epoch) if with_low else 0.0), {}))
+    exports: list[torch.Tensor] = []
+    real_export = T.export
+
+    def recording_export(model, folder, args):
+        exports.append(model.regression.weight.detach().clone())
+        real_export(model, folder, args)
+
+    monkeypatch.setattr(T, "export", recording_export)
+    run = tmp_path / "run"
+    best = train(_args(data=sice_like, run=run, epochs=3, freeze="stride32", seed=0, threads=2, groups_per_batch=2))
+    log = [json.loads(line) for line in (run / "train.log").read_text().splitlines()]
+    assert [e["val_srcc"] for e in log] == [0.5, 0.5, 0.4]
+    assert len(exports) == 2  # epochs 0 and 1 (the tie); not epoch 2
+    exported = IACAMetric.from_pretrained(best).state_dict()["regression.weight"]
+    assert torch.equal(exported, exports[1]) and not torch.equal(exported, exports[0])

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from iaca_metric.reference_metrics import psnr, ssim
 
-__all__ = ["MEASURES", "WEIGHTS", "SIGMA", "BASE_FLOORED", "measure", "penalties", "utilities", "win_rates", "pairwise"]
+__all__ = ["MEASURES", "WEIGHTS", "SIGMA", "BASE_FLOORED", "INPUT_MARGIN", "measure", "penalties", "utilities",
+           "win_rates", "pairwise"]
 
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
@@ -510,13 +511,37 @@ def _derived_index(derived_from: Sequence[int] | np.ndarray | None, n: int) -> n
     return d
 
 
+#: Utility by which the unenhanced dark input stays below the worst clean enhancement of it (one Thurstone
+#: dispersion: every clean enhancement beats the input at least 84 : 16). See :func:`utilities`.
+INPUT_MARGIN = SIGMA
+
+
+def _mask(mask: Sequence[bool] | np.ndarray | None, n: int, name: str) -> np.ndarray | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask, dtype=bool).reshape(-1)
+    if m.shape != (n,):
+        raise ValueError(f"{name} must hold {n} booleans (one per candidate), got shape {m.shape}")
+    return m
+
+
 def utilities(values: Mapping[str, np.ndarray], weights: Mapping[str, float] = WEIGHTS,
-              derived_from: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+              derived_from: Sequence[int] | np.ndarray | None = None,
+              unenhanced: Sequence[bool] | np.ndarray | None = None,
+              enhanced: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
     """Utility ``u = -sum_k w_k penalty_k`` (N,) from stored measures; higher is better.
 
     ``derived_from`` (N,) names, for each candidate made by damaging another candidate of the same
     group (the synthetic failures), that base's index, and -1 for the others; the penalties in
     :data:`BASE_FLOORED` of a derived candidate are then at least its base's.
+
+    ``unenhanced`` and ``enhanced`` (N,) bool mark the unenhanced dark input and the clean enhancements
+    of it (methods and networks, not synthetic failures or other captures). The utility of an unenhanced
+    candidate is then at most the lowest enhanced utility minus :data:`INPUT_MARGIN`: people shown a
+    photo this dark (the build's inputs are darker than 50/255) beside any published enhancement of it
+    choose the enhancement, which is why enhancement exists; the measured penalties alone rated a noisy
+    enhancement's amplified noise and lost colour worse than the input's darkness in 10-50 % of groups
+    for some families (docs/training_data.md, "The unenhanced input").
     """
     p = penalties(values)
     n = len(next(iter(p.values())))
@@ -526,7 +551,16 @@ def utilities(values: Mapping[str, np.ndarray], weights: Mapping[str, float] = W
         for k in BASE_FLOORED:
             p[k] = p[k].copy()
             p[k][i] = np.maximum(p[k][i], p[k][d[i]])
-    return -sum(float(weights[k]) * p[k] for k in weights)
+    u = -sum(float(weights[k]) * p[k] for k in weights)
+    low, enh = _mask(unenhanced, n, "unenhanced"), _mask(enhanced, n, "enhanced")
+    if (low is None) != (enh is None):
+        raise ValueError("pass both unenhanced and enhanced masks, or neither")
+    if low is not None and low.any() and enh.any():
+        if (low & enh).any():
+            raise ValueError("a candidate cannot be both the unenhanced input and an enhancement of it")
+        u = np.asarray(u, dtype=np.float64).copy()
+        u[low] = np.minimum(u[low], u[enh].min() - INPUT_MARGIN)
+    return u
 
 
 def pairwise(u: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
@@ -540,10 +574,12 @@ def pairwise(u: np.ndarray, sigma: float = SIGMA) -> np.ndarray:
 
 
 def win_rates(values: Mapping[str, np.ndarray], weights: Mapping[str, float] = WEIGHTS,
-              sigma: float = SIGMA, derived_from: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+              sigma: float = SIGMA, derived_from: Sequence[int] | np.ndarray | None = None,
+              unenhanced: Sequence[bool] | np.ndarray | None = None,
+              enhanced: Sequence[bool] | np.ndarray | None = None) -> np.ndarray:
     """Expected round-robin win rates (N,) in [0, 1]; they sum to N/2 like SQUARE-LOL's scores.
-    ``derived_from``: see :func:`utilities`."""
-    u = utilities(values, weights, derived_from)
+    ``derived_from``, ``unenhanced``, ``enhanced``: see :func:`utilities`."""
+    u = utilities(values, weights, derived_from, unenhanced, enhanced)
     if len(u) < 2:
         raise ValueError("a round robin needs at least two candidates")
     return pairwise(u, sigma).sum(axis=1) / (len(u) - 1)

@@ -442,12 +442,18 @@ def _family(name: str) -> str:
     return family_of(name)
 
 
+#: Candidate kinds that are clean enhancements of the input (the labels rank the input below all of them).
+ENHANCED_KINDS = ("method", "network")
+
+
 def label_rows(rows: list[dict], weights: dict[str, float] | None = None) -> list[dict]:
     """Add ``score`` (the measured-artefact utility's expected round-robin win rate within each group,
     :func:`iaca_metric.training.labels.win_rates`, with ``weights`` or the shipped
     :data:`~iaca_metric.training.labels.WEIGHTS`) to every row; returns the same list. A failure whose
     ``params["base"]`` names a candidate of its group is labelled with that base's colour penalties as a
-    floor (:data:`~iaca_metric.training.labels.BASE_FLOORED`)."""
+    floor (:data:`~iaca_metric.training.labels.BASE_FLOORED`). The unenhanced input ranks below every
+    clean enhancement (:data:`ENHANCED_KINDS`) by at least
+    :data:`~iaca_metric.training.labels.INPUT_MARGIN` of utility."""
     from iaca_metric.training.labels import MEASURES, WEIGHTS, win_rates
 
     by_group: dict[str, list[dict]] = {}
@@ -459,8 +465,10 @@ def label_rows(rows: list[dict], weights: dict[str, float] | None = None) -> lis
         # a synthetic failure names the candidate it damaged (families.make_candidates); -1: none here
         derived = [where.get((r.get("params") or {}).get("base"), -1) if r["kind"] == "failure" else -1
                    for r in g]
+        kinds = [r["kind"] for r in g]
         for r, s in zip(g, win_rates(values, weights if weights is not None else WEIGHTS,
-                                     derived_from=derived)):
+                                     derived_from=derived, unenhanced=[k == "input" for k in kinds],
+                                     enhanced=[k in ENHANCED_KINDS for k in kinds])):
             r["score"] = round(float(s), 6)
     return rows
 
@@ -583,7 +591,7 @@ def relabel(out_dir: str | os.PathLike) -> Path:
 
 def _write_meta(out: Path, size: int | None, seed: int) -> None:
     from iaca_metric.training.families import FAMILIES
-    from iaca_metric.training.labels import BASE_FLOORED, MEASURES, SIGMA, WEIGHTS
+    from iaca_metric.training.labels import BASE_FLOORED, INPUT_MARGIN, MEASURES, SIGMA, WEIGHTS
 
     meta = {
         "format_version": FORMAT_VERSION,
@@ -605,6 +613,8 @@ def _write_meta(out: Path, size: int | None, seed: int) -> None:
         "label_weights": WEIGHTS,
         "label_sigma": SIGMA,
         "label_base_floored": list(BASE_FLOORED),
+        # the unenhanced input ranks below every candidate of these kinds by at least this utility
+        "label_input_below": {"kinds": list(ENHANCED_KINDS), "margin": INPUT_MARGIN},
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 

@@ -398,7 +398,10 @@ def train(args: argparse.Namespace) -> Path:
             val_srcc = evaluate_records(model, val_recs, args.size)
             val_srcc_self = float("nan")
         sched.step()
-        improved = val_srcc > best
+        # A tie goes to the later epoch. The median within-scene SRCC of ~70 validation scenes moves in
+        # steps of one scene's rank pairs and ties often; where it cannot tell two epochs apart, the one
+        # trained and averaged (EMA) longer on the annealed schedule is kept, not an early, under-fitted one.
+        improved = val_srcc >= best
         if improved:
             best = val_srcc
             export(model, run / "best", args)
