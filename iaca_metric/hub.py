@@ -32,8 +32,8 @@ DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
 # changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
 # reads the shipped files and checks them against it).
-DEFAULT_MODEL_SHA256 = "5d488a81b6c54bafb5f9d7a125533efee940ae227309c6d17d2d6a927d702b39"  # model.safetensors
-DEFAULT_CONFIG_SHA256 = "0f5b3994bd7cec23afbf9c7e1d21bbc427fc721096c12ba7ce895fd53e30b4ea"  # config.json
+DEFAULT_MODEL_SHA256 = "ff59d2fda3588c8be4b561940fcd2122dcc4ab0e6056c2b7ef2c2b32ec09a76e"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "3f528e0627253d106166c127cae5252b712f70fcb6b55c3bbfcb9a1e6c75a27e"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

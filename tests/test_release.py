@@ -87,3 +87,15 @@ def test_card_lists_the_training_options_a_run_used(tmp_path: Path) -> None:
     write_release(best, tmp_path / "rel2", accuracy=None, log=None)
     card = (tmp_path / "rel2" / "README.md").read_text()
     assert "--ema" not in card and "--feature-crop" not in card and "--illum-bias-init" not in card
+
+
+def test_card_names_the_latest_of_tied_best_epochs(tmp_path: Path) -> None:
+    """train.py keeps the later of two epochs with the same validation SRCC; the card must name that one."""
+    model = make_model(illumination="reference_or_image", seed=4)
+    best = tmp_path / "best"
+    model.save_pretrained(best)
+    log = tmp_path / "train.log"
+    log.write_text("".join(json.dumps({"epoch": e, "val_srcc": v}) + "\n"
+                           for e, v in enumerate([0.70, 0.84, 0.83, 0.84, 0.80])))
+    write_release(best, tmp_path / "rel", accuracy=None, log=log)
+    assert "the later of tied epochs (epoch 3)" in (tmp_path / "rel" / "README.md").read_text()

@@ -28,7 +28,7 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite 2.2 (SICE)
+# IACA-Lite 2.3 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
@@ -61,11 +61,12 @@ penalties for what observers penalise (exposure, gentle near the target and conv
 under, clipping, structure, colour error and cast on exposure-matched chroma, washout and
 over-saturation, noise, lost detail, blocking, halos, unexplained artefacts), turned into Thurstone
 pairwise preferences; a deliberate failure is charged at least its clean base's colour error (damage
-never repairs colour). The labels are checked against human facts before training (every failure loses to
+never repairs colour), and the unenhanced input ranks below every clean enhancement of it. The labels are checked against human facts before training (every failure loses to
 its clean base; SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives
 the rules, why they approximate people, the checks' numbers and where they may still differ.
 Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train, {n_val}
-validation, {n_test} test groups; the test scenes were never used for training, label tuning or selection.
+validation, {n_test} test groups; the test scenes were never used for training or label tuning (the notes
+below say how model selection relates to them).
 
 ## Recipe
 
@@ -73,7 +74,7 @@ validation, {n_test} test groups; the test scenes were never used for training, 
 up to the stride-{freeze_s} tap with features cached once, the rest trained with the release's
 norm-in-norm loss (p=1, q=2) taken within each scene, head weights 0.1/0.1/1, AdamW, cosine schedule,
 low-light input withheld with probability {p_no_ref} so the model also scores without it. Model
-selection: best median within-scene SRCC on the validation scenes (epoch {best_epoch}).
+selection: best median within-scene SRCC on the validation scenes, the later of tied epochs (epoch {best_epoch}).
 
 ## Measured results (held-out SICE test scenes)
 
@@ -188,7 +189,8 @@ def write_release(best: Path, dst: Path, accuracy: Path | None, log: Path | None
     if log is not None and log.is_file():
         entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         if entries:
-            best_epoch = max(entries, key=lambda e: e["val_srcc"])["epoch"]
+            # the latest of tied epochs, as train.py keeps it
+            best_epoch = max(reversed(entries), key=lambda e: e["val_srcc"])["epoch"]
     acc = json.loads(accuracy.read_text()) if accuracy is not None and accuracy.is_file() else {}
     counts = {}
     index = Path(args.get("data", "")) / "index.jsonl"
