@@ -61,9 +61,10 @@ penalties for what observers penalise (exposure, gentle near the target and conv
 under, clipping, structure, colour error and cast on exposure-matched chroma, washout and
 over-saturation, noise, lost detail, blocking, halos, unexplained artefacts), turned into Thurstone
 pairwise preferences; a deliberate failure is charged at least its clean base's colour error (damage
-never repairs colour), and the unenhanced input ranks below every clean enhancement of it. The labels are checked against human facts before training (every failure loses to
-its clean base; SQUARE-LOL's observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives
-the rules, why they approximate people, the checks' numbers and where they may still differ.
+never repairs colour), and the unenhanced input ranks below every clean enhancement of it. The labels
+are checked against human facts before training (every failure loses to its clean base; SQUARE-LOL's
+observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives the rules, why they
+approximate people, the checks' numbers and where they may still differ.
 Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train, {n_val}
 validation, {n_test} test groups; the test scenes were never used for training or label tuning (the notes
 below say how model selection relates to them).
