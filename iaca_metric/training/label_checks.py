@@ -58,6 +58,7 @@ def check_labels(rows: Sequence[Mapping], splits: Sequence[str] | None = None) -
         "passed": bool}``.
     """
     from iaca_metric.training.families import BASE_NAME
+    from iaca_metric.training.sice import ENHANCED_KINDS
 
     sel = [r for r in rows if splits is None or r["split"] in splits]
     groups = _groups(sel)
@@ -79,7 +80,7 @@ def check_labels(rows: Sequence[Mapping], splits: Sequence[str] | None = None) -
                 fail[r["family"]].append(base["score"] > r["score"])
                 if fid:
                     fid_fail[r["family"]].append(fid[BASE_NAME] > fid[name])
-            if r["kind"] in ("method", "network") and inp is not None:
+            if r["kind"] in ENHANCED_KINDS and inp is not None:
                 vs_input[r["family"]].append(r["score"] > inp["score"])
         if "zero_dce" in cands and "self_supervised" in cands:
             zd.append(cands["zero_dce"]["score"] > cands["self_supervised"]["score"])

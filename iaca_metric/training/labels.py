@@ -558,7 +558,7 @@ def utilities(values: Mapping[str, np.ndarray], weights: Mapping[str, float] = W
     if low is not None and low.any() and enh.any():
         if (low & enh).any():
             raise ValueError("a candidate cannot be both the unenhanced input and an enhancement of it")
-        u = np.asarray(u, dtype=np.float64).copy()
+        u = np.asarray(u, dtype=np.float64)  # a fresh array from the sum above: capped in place
         u[low] = np.minimum(u[low], u[enh].min() - INPUT_MARGIN)
     return u
 
