@@ -61,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels-model", type=Path, required=True, help="a model trained on the labels, same recipe")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--outputs-cache", type=Path, default=None,
+                    help="torch file of the networks' outputs of the photos, as benchmarks/accuracy.py's option")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
     a = ap.parse_args(argv)
 
     import torch
 
-    from accuracy import method_preference_check
+    from accuracy import NetworkOutputCache, method_preference_check
     from iaca_metric.model import IACAMetric
     from iaca_metric.training import train
     from iaca_metric.training.reproduce import TRAIN_ARGS
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     fid_model = IACAMetric.from_pretrained(str(run / "best")).eval()
     labels_model = IACAMetric.from_pretrained(str(a.labels_model)).eval()
     with torch.no_grad():  # one pass of both networks over the photos, both models scoring the same images
-        pref = method_preference_check(a.data, fid_model, others={"labels": labels_model})
+        pref = method_preference_check(a.data, fid_model, others={"labels": labels_model},
+                                      outputs_cache=NetworkOutputCache(a.outputs_cache))
     for name, folder, key in (("trained_on_psnr_ssim_rank", run / "best", ""), ("trained_on_labels", a.labels_model,
                                                                                 "labels_")):
         by_set = {}

@@ -64,9 +64,10 @@ def _psnr_ssim_truth(records, cache_path: Path) -> list[float]:
 
 def _train(args: argparse.Namespace, run: Path, exclude: str) -> Path:
     argv = ["--data", str(args.data), "--run", str(run), "--cache", str(args.cache), "--freeze", args.freeze,
-            "--max-candidates", str(args.max_candidates), "--val-max-candidates", str(args.max_candidates),
             "--epochs", str(args.epochs), "--lr", str(args.lr), "--groups-per-batch", "4",
             "--threads", str(args.threads), "--seed", str(args.seed)]
+    if args.max_candidates:  # 0: every candidate of each group (the shipped recipe since IACA-Lite 2.4)
+        argv += ["--max-candidates", str(args.max_candidates), "--val-max-candidates", str(args.max_candidates)]
     if args.bf16_exact_trunk:
         argv.append("--bf16-exact-trunk")
     argv += shlex.split(args.train_args)
@@ -97,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeze", default="stride32", choices=["stride16", "stride32"])
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--max-candidates", type=int, default=20)
+    ap.add_argument("--max-candidates", type=int, default=20,
+                    help="candidates per training/validation group; 0: every candidate (the shipped recipe)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--families", default="", help="comma-separated subset (default: every family)")

@@ -28,7 +28,7 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite 2.3 (SICE)
+# IACA-Lite 2.4 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
