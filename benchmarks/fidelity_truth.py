@@ -14,6 +14,14 @@ side with a model trained on the labels:
     python benchmarks/fidelity_truth.py --sice WORK/sice/index.jsonl --cache WORK/feat \\
         --work WORK/fidelity_truth --labels-model WORK/run/best --data ../shared/data
 
+With ``--rank-weight W`` below 1 the target is a blend of the two truths instead: within each group,
+``(1 - W) * z(labels) + W * z(rank)`` (``z``: standardised within the group), with the human facts the label
+checks test imposed as rules afterwards (every synthetic failure at least ``--gap`` below its clean base, the
+unenhanced input ``--gap`` below every clean enhancement, Self_Supervised ``--self-supervised-gap`` below
+official Zero-DCE). The result then also holds the validation scenes' median within-scene SRCC of that
+model against the labels and against the rank: can a model between the two truths meet both targets and
+the human fact?
+
 Resumable (the training run resumes from its folder). Needs the SICE build, its feature cache (the one
 ``reproduce`` made) and ``../shared/data`` (photos and network weights).
 """
@@ -29,12 +37,53 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from iaca_metric.evaluation.correlation import psnr_ssim_rank  # noqa: E402
+import numpy as np  # noqa: E402
+
+from iaca_metric.evaluation.correlation import psnr_ssim_rank, spearman  # noqa: E402
+from iaca_metric.training.families import BASE_NAME  # noqa: E402
 
 
-def write_fidelity_index(index: Path, out: Path) -> int:
-    """Copy ``index`` to ``out`` with every score replaced by its group's PSNR+SSIM rank (0 worst, 1 best)
-    and paths made absolute. Returns the number of groups."""
+def _z(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return (x - x.mean()) / (x.std() + 1e-12)
+
+
+def blended_target(group: list[dict], rank_weight: float, gap: float = 0.1,
+                   self_supervised_gap: float | None = None) -> np.ndarray:
+    """Training target (n,) of one group's ``index.jsonl`` rows (``score``, ``m_psnr``, ``m_ssim_rgb``,
+    ``candidate``, ``kind``): ``(1 - rank_weight) * z(labels) + rank_weight * z(PSNR+SSIM rank)``, then the
+    human-fact rules, in units of the within-group standard deviation: each synthetic failure at most its
+    clean base (``families.BASE_NAME``) minus ``gap``; Self_Supervised at most official Zero-DCE minus
+    ``self_supervised_gap`` (default ``gap``); the unenhanced input at most the lowest clean enhancement
+    (methods and networks) minus ``gap``. A rule whose anchor is missing from the group does not apply."""
+    if not 0.0 <= rank_weight <= 1.0:
+        raise ValueError(f"rank_weight must be in [0, 1], got {rank_weight}")
+    ss_gap = gap if self_supervised_gap is None else self_supervised_gap
+    labels = np.array([r["score"] for r in group], dtype=np.float64)
+    rank = psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
+    t = (1.0 - rank_weight) * _z(labels) + rank_weight * _z(rank)
+    names = [r["candidate"] for r in group]
+    if BASE_NAME in names:  # rules applied in this order: failures, then networks, then the input
+        base = t[names.index(BASE_NAME)]
+        for i, r in enumerate(group):
+            if r["kind"] == "failure":
+                t[i] = min(t[i], base - gap)
+    if "zero_dce" in names and "self_supervised" in names:
+        i, j = names.index("self_supervised"), names.index("zero_dce")
+        t[i] = min(t[i], t[j] - ss_gap)
+    enhanced = [i for i, r in enumerate(group) if r["kind"] in ("method", "network")]
+    if enhanced:
+        for i, r in enumerate(group):
+            if r["kind"] == "input":
+                t[i] = min(t[i], t[enhanced].min() - gap)
+    return t
+
+
+def write_fidelity_index(index: Path, out: Path, rank_weight: float = 1.0, gap: float = 0.1,
+                         self_supervised_gap: float | None = None) -> int:
+    """Copy ``index`` to ``out`` with every score replaced by its group's PSNR+SSIM rank (0 worst, 1 best;
+    ``rank_weight`` 1) or by :func:`blended_target` (``rank_weight`` below 1), and paths made absolute.
+    Returns the number of groups."""
     rows = [json.loads(ln) for ln in index.read_text(encoding="utf-8").splitlines() if ln.strip()]
     by: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -43,14 +92,45 @@ def write_fidelity_index(index: Path, out: Path) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
         for group in by.values():
-            rank = psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
-            for r, v in zip(group, rank):
+            if rank_weight >= 1.0:
+                target = psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
+            else:
+                target = blended_target(group, rank_weight, gap, self_supervised_gap)
+            for r, v in zip(group, target):
                 r = {**r, "score": float(v)}
                 for k in ("path", "low", "ref"):
                     if r.get(k):
                         r[k] = str(base / r[k])
                 fh.write(json.dumps(r) + "\n")
     return len(by)
+
+
+def val_agreement(model, index: Path, cache: Path) -> dict:
+    """Median within-scene SRCC of ``model`` (an ``IACAMetric`` of the default recipe) against the labels
+    and against the PSNR+SSIM rank on the validation scenes of ``index``, every candidate, from the
+    recipe's feature cache (bf16-exact trunk); and how often it puts Zero-DCE above Self_Supervised there."""
+    from iaca_metric.training import train
+
+    rows = [json.loads(ln) for ln in index.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    by: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if r["split"] == "val":
+            by[r["group"]].append(r)
+    recs = train.read_sice_index(index, split="val")
+    feats = train.build_cache(model, recs, cache, "stride32", None, "val", max_candidates=None, trunk_tag="bf16")
+    _, per = train.evaluate_cached(model, feats, "stride32", with_low=True)
+    vs_labels, vs_rank, zdce = [], [], 0
+    for g, pred in per.items():
+        group = by[g]  # the cache holds every candidate in index order (checked by length)
+        if len(group) != len(pred):
+            raise RuntimeError(f"group {g}: {len(pred)} cached candidates, {len(group)} in the index")
+        vs_labels.append(spearman(pred, [r["score"] for r in group]))
+        vs_rank.append(spearman(pred, psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])))
+        names = [r["candidate"] for r in group]
+        zdce += bool(pred[names.index("zero_dce")] > pred[names.index("self_supervised")])
+    return {"groups": len(per), "val_srcc_vs_labels": float(np.median(vs_labels)),
+            "val_srcc_vs_psnr_ssim_rank": float(np.median(vs_rank)),
+            "val_zero_dce_above_self_supervised": f"{zdce}/{len(per)}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels-model", type=Path, required=True, help="a model trained on the labels, same recipe")
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rank-weight", type=float, default=1.0,
+                    help="1: train on the PSNR+SSIM rank; below 1: on the rule-bound blend with the labels")
+    ap.add_argument("--gap", type=float, default=0.1, help="blend rules' margin (within-group standard deviations)")
+    ap.add_argument("--self-supervised-gap", type=float, default=None,
+                    help="margin of Self_Supervised below Zero-DCE in the blend (default: --gap)")
     ap.add_argument("--outputs-cache", type=Path, default=None,
                     help="torch file of the networks' outputs of the photos, as benchmarks/accuracy.py's option")
     ap.add_argument("--out", type=Path, default=None, help="write the JSON result here")
@@ -73,35 +158,40 @@ def main(argv: list[str] | None = None) -> int:
     from iaca_metric.training import train
     from iaca_metric.training.reproduce import TRAIN_ARGS
 
-    n = write_fidelity_index(a.sice, a.work / "data" / "index.jsonl")
+    n = write_fidelity_index(a.sice, a.work / "data" / "index.jsonl", a.rank_weight, a.gap, a.self_supervised_gap)
     run = a.work / "run"
     train.main(["--data", str(a.work / "data"), "--run", str(run), "--cache", str(a.cache),
                 "--threads", str(a.threads), *TRAIN_ARGS])
     log = [json.loads(ln) for ln in (run / "train.log").read_text().splitlines() if ln.startswith("{")]
     torch.set_num_threads(a.threads)
-    res = {"groups": n, "train_args": TRAIN_ARGS}
+    res = {"groups": n, "train_args": TRAIN_ARGS, "rank_weight": a.rank_weight}
+    if a.rank_weight < 1.0:
+        res.update(gap=a.gap, self_supervised_gap=a.gap if a.self_supervised_gap is None else a.self_supervised_gap)
+    trained = "trained_on_psnr_ssim_rank" if a.rank_weight >= 1.0 else "trained_on_blend"
     fid_model = IACAMetric.from_pretrained(str(run / "best")).eval()
     labels_model = IACAMetric.from_pretrained(str(a.labels_model)).eval()
     with torch.no_grad():  # one pass of both networks over the photos, both models scoring the same images
         pref = method_preference_check(a.data, fid_model, others={"labels": labels_model},
                                       outputs_cache=NetworkOutputCache(a.outputs_cache))
-    for name, folder, key in (("trained_on_psnr_ssim_rank", run / "best", ""), ("trained_on_labels", a.labels_model,
-                                                                                "labels_")):
-        by_set = {}
+    for name, folder, model, key in ((trained, run / "best", fid_model, ""),
+                                     ("trained_on_labels", a.labels_model, labels_model, "labels_")):
+        by_set: dict[str, list[int]] = {}
         for r in pref["rows"]:
             w = by_set.setdefault(r["set"], [0, 0])
             w[0] += r[f"{key}zero_dce"] > r[f"{key}self_supervised"]
             w[1] += 1
         res[name] = {"model": str(folder),
                      "photos_zero_dce_above_self_supervised": pref["lowlight_labels" if key else "lowlight"],
-                     "by_set": {k: f"{w}/{n}" for k, (w, n) in by_set.items()}}
-    res["trained_on_psnr_ssim_rank"]["val_srcc_vs_psnr_ssim_rank"] = max(r["val_srcc"] for r in log)
-    print(f"{'model':28s} {'val SRCC vs PSNR+SSIM rank':>28s} {'photos Zero-DCE > Self_Supervised':>36s}")
-    for name in ("trained_on_psnr_ssim_rank", "trained_on_labels"):
-        p = res[name]["photos_zero_dce_above_self_supervised"]
-        v = res[name].get("val_srcc_vs_psnr_ssim_rank")
-        print(f"{name:28s} {('%.3f' % v) if v is not None else '-':>28s} "
-              f"{p['zero_dce_wins']:>25d}/{p['n']} = {100 * p['share']:.1f} %  {res[name]['by_set']}")
+                     "by_set": {k: f"{w}/{m}" for k, (w, m) in by_set.items()},
+                     **val_agreement(model, a.sice, a.cache)}
+    res[trained]["val_srcc_vs_own_target"] = max(r["val_srcc"] for r in log)
+    print(f"{'model':26s} {'val SRCC: labels':>17s} {'rank':>6s} {'own target':>11s} {'photos Zero-DCE > Self_Supervised':>36s}")
+    for name in (trained, "trained_on_labels"):
+        r = res[name]
+        p, v = r["photos_zero_dce_above_self_supervised"], r.get("val_srcc_vs_own_target")
+        print(f"{name:26s} {r['val_srcc_vs_labels']:17.3f} {r['val_srcc_vs_psnr_ssim_rank']:6.3f} "
+              f"{('%.3f' % v) if v is not None else '-':>11s} "
+              f"{p['zero_dce_wins']:>25d}/{p['n']} = {100 * p['share']:.1f} %  {r['by_set']}")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
