@@ -15,7 +15,9 @@ trunk stage too, as the shipped model's recipe may. Resumable: each family's run
     python benchmarks/lofo.py --data /work/cache/sice2 --cache /work/cache/feat2 --runs runs/lofo \
         --epochs 6 --out docs/results/lofo.json
 
-``--bf16-exact-trunk --train-args '...'`` trains every model with the shipped recipe's options instead.
+``--shipped-recipe`` trains every model with the shipped recipe instead (``reproduce.TRAIN_ARGS``: its
+trunk, epochs, seed, regularisers and every candidate of each group); the recipe flags above must then be
+left out. ``--bf16-exact-trunk --train-args '...'`` composes another recipe by hand.
 """
 from __future__ import annotations
 
@@ -62,7 +64,24 @@ def _psnr_ssim_truth(records, cache_path: Path) -> list[float]:
     return t
 
 
+#: ``main``'s options that define the recipe; ``--shipped-recipe`` replaces them all.
+RECIPE_OPTIONS = ("freeze", "epochs", "lr", "max_candidates", "seed", "bf16_exact_trunk", "train_args")
+
+
+def _use_shipped_recipe(args: argparse.Namespace) -> None:
+    """Set the options the rest of the script reads (trunk, freeze, epochs) from ``reproduce.TRAIN_ARGS``."""
+    from iaca_metric.training.reproduce import TRAIN_ARGS
+
+    args.freeze = TRAIN_ARGS[TRAIN_ARGS.index("--freeze") + 1]
+    args.epochs = int(TRAIN_ARGS[TRAIN_ARGS.index("--epochs") + 1])
+    args.bf16_exact_trunk = "--bf16-exact-trunk" in TRAIN_ARGS
+    args.train_args_list = list(TRAIN_ARGS)
+
+
 def _train(args: argparse.Namespace, run: Path, exclude: str) -> Path:
+    if getattr(args, "train_args_list", None):
+        return _train_argv(args, run, exclude, ["--data", str(args.data), "--run", str(run), "--cache", str(args.cache),
+                                                "--threads", str(args.threads), *args.train_args_list])
     argv = ["--data", str(args.data), "--run", str(run), "--cache", str(args.cache), "--freeze", args.freeze,
             "--epochs", str(args.epochs), "--lr", str(args.lr), "--groups-per-batch", "4",
             "--threads", str(args.threads), "--seed", str(args.seed)]
@@ -71,6 +90,10 @@ def _train(args: argparse.Namespace, run: Path, exclude: str) -> Path:
     if args.bf16_exact_trunk:
         argv.append("--bf16-exact-trunk")
     argv += shlex.split(args.train_args)
+    return _train_argv(args, run, exclude, argv)
+
+
+def _train_argv(args: argparse.Namespace, run: Path, exclude: str, argv: list[str]) -> Path:
     if exclude:
         argv += ["--exclude-families", exclude]
     if not (run / "best" / "model.safetensors").is_file() or _epochs_done(run) < args.epochs:
@@ -108,8 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-args", default="",
                     help="further `iaca-metric train` options for every run, e.g. the shipped recipe's "
                          "'--ema 0.99 --feature-crop 0.75 --feature-dropout 0.1 --illum-bias-init 1.0'")
+    ap.add_argument("--shipped-recipe", action="store_true",
+                    help="train every model with iaca_metric.training.reproduce.TRAIN_ARGS (the shipped recipe); "
+                         "leave out " + ", ".join("--" + o.replace("_", "-") for o in RECIPE_OPTIONS))
     ap.add_argument("--out", type=Path, default=Path("docs/results/lofo.json"))
     args = ap.parse_args(argv)
+    if args.shipped_recipe:
+        given = [o for o in RECIPE_OPTIONS if getattr(args, o) != ap.get_default(o)]
+        if given:
+            ap.error("--shipped-recipe sets the recipe itself; drop " + ", ".join("--" + o.replace("_", "-")
+                                                                                  for o in given))
+        _use_shipped_recipe(args)
     torch.set_num_threads(args.threads)
     fams = [f for f in args.families.split(",") if f] or [f.name for f in FAMILIES]
 
