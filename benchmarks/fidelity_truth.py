@@ -43,6 +43,21 @@ from iaca_metric.evaluation.correlation import psnr_ssim_rank, spearman  # noqa:
 from iaca_metric.training.families import BASE_NAME  # noqa: E402
 
 
+def _read_groups(index: Path, split: str | None = None) -> dict[str, list[dict]]:
+    """``index.jsonl`` rows grouped by scene group, in file order (only ``split`` when given)."""
+    by: dict[str, list[dict]] = defaultdict(list)
+    for ln in index.read_text(encoding="utf-8").splitlines():
+        if ln.strip():
+            r = json.loads(ln)
+            if split is None or r["split"] == split:
+                by[r["group"]].append(r)
+    return by
+
+
+def _rank(group: list[dict]) -> np.ndarray:
+    return psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
+
+
 def _z(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     return (x - x.mean()) / (x.std() + 1e-12)
@@ -60,8 +75,7 @@ def blended_target(group: list[dict], rank_weight: float, gap: float = 0.1,
         raise ValueError(f"rank_weight must be in [0, 1], got {rank_weight}")
     ss_gap = gap if self_supervised_gap is None else self_supervised_gap
     labels = np.array([r["score"] for r in group], dtype=np.float64)
-    rank = psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
-    t = (1.0 - rank_weight) * _z(labels) + rank_weight * _z(rank)
+    t = (1.0 - rank_weight) * _z(labels) + rank_weight * _z(_rank(group))
     names = [r["candidate"] for r in group]
     if BASE_NAME in names:  # rules applied in this order: failures, then networks, then the input
         base = t[names.index(BASE_NAME)]
@@ -84,16 +98,13 @@ def write_fidelity_index(index: Path, out: Path, rank_weight: float = 1.0, gap: 
     """Copy ``index`` to ``out`` with every score replaced by its group's PSNR+SSIM rank (0 worst, 1 best;
     ``rank_weight`` 1) or by :func:`blended_target` (``rank_weight`` below 1), and paths made absolute.
     Returns the number of groups."""
-    rows = [json.loads(ln) for ln in index.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    by: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        by[r["group"]].append(r)
+    by = _read_groups(index)
     base = index.parent.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as fh:
         for group in by.values():
             if rank_weight >= 1.0:
-                target = psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
+                target = _rank(group)
             else:
                 target = blended_target(group, rank_weight, gap, self_supervised_gap)
             for r, v in zip(group, target):
@@ -105,32 +116,34 @@ def write_fidelity_index(index: Path, out: Path, rank_weight: float = 1.0, gap: 
     return len(by)
 
 
-def val_agreement(model, index: Path, cache: Path) -> dict:
-    """Median within-scene SRCC of ``model`` (an ``IACAMetric`` of the default recipe) against the labels
-    and against the PSNR+SSIM rank on the validation scenes of ``index``, every candidate, from the
-    recipe's feature cache (bf16-exact trunk); and how often it puts Zero-DCE above Self_Supervised there."""
+def val_agreement(models: dict[str, object], index: Path, cache: Path) -> dict[str, dict]:
+    """For each named ``IACAMetric`` of the default recipe: median within-scene SRCC against the labels and
+    against the PSNR+SSIM rank on the validation scenes of ``index``, every candidate, and how often it puts
+    Zero-DCE above Self_Supervised there. The features come from the recipe's cache (bf16-exact trunk,
+    shared by all the models, so they are loaded once)."""
     from iaca_metric.training import train
 
-    rows = [json.loads(ln) for ln in index.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    by: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        if r["split"] == "val":
-            by[r["group"]].append(r)
+    by = _read_groups(index, "val")
     recs = train.read_sice_index(index, split="val")
-    feats = train.build_cache(model, recs, cache, "stride32", None, "val", max_candidates=None, trunk_tag="bf16")
-    _, per = train.evaluate_cached(model, feats, "stride32", with_low=True)
-    vs_labels, vs_rank, zdce = [], [], 0
-    for g, pred in per.items():
-        group = by[g]  # the cache holds every candidate in index order (checked by length)
-        if len(group) != len(pred):
-            raise RuntimeError(f"group {g}: {len(pred)} cached candidates, {len(group)} in the index")
-        vs_labels.append(spearman(pred, [r["score"] for r in group]))
-        vs_rank.append(spearman(pred, psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])))
-        names = [r["candidate"] for r in group]
-        zdce += bool(pred[names.index("zero_dce")] > pred[names.index("self_supervised")])
-    return {"groups": len(per), "val_srcc_vs_labels": float(np.median(vs_labels)),
-            "val_srcc_vs_psnr_ssim_rank": float(np.median(vs_rank)),
-            "val_zero_dce_above_self_supervised": f"{zdce}/{len(per)}"}
+    feats = train.build_cache(next(iter(models.values())), recs, cache, "stride32", None, "val",
+                              max_candidates=None, trunk_tag="bf16")
+    truths = {g: ([r["score"] for r in group], _rank(group)) for g, group in by.items()}
+    out = {}
+    for name, model in models.items():
+        _, per = train.evaluate_cached(model, feats, "stride32", with_low=True)
+        vs_labels, vs_rank, zdce = [], [], 0
+        for g, pred in per.items():
+            group = by[g]  # the cache holds every candidate in index order (checked by length)
+            if len(group) != len(pred):
+                raise RuntimeError(f"group {g}: {len(pred)} cached candidates, {len(group)} in the index")
+            vs_labels.append(spearman(pred, truths[g][0]))
+            vs_rank.append(spearman(pred, truths[g][1]))
+            names = [r["candidate"] for r in group]
+            zdce += bool(pred[names.index("zero_dce")] > pred[names.index("self_supervised")])
+        out[name] = {"groups": len(per), "val_srcc_vs_labels": float(np.median(vs_labels)),
+                     "val_srcc_vs_psnr_ssim_rank": float(np.median(vs_rank)),
+                     "val_zero_dce_above_self_supervised": f"{zdce}/{len(per)}"}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():  # one pass of both networks over the photos, both models scoring the same images
         pref = method_preference_check(a.data, fid_model, others={"labels": labels_model},
                                       outputs_cache=NetworkOutputCache(a.outputs_cache))
-    for name, folder, model, key in ((trained, run / "best", fid_model, ""),
-                                     ("trained_on_labels", a.labels_model, labels_model, "labels_")):
+    agreement = val_agreement({trained: fid_model, "trained_on_labels": labels_model}, a.sice, a.cache)
+    for name, folder, key in ((trained, run / "best", ""), ("trained_on_labels", a.labels_model, "labels_")):
         by_set: dict[str, list[int]] = {}
         for r in pref["rows"]:
             w = by_set.setdefault(r["set"], [0, 0])
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         res[name] = {"model": str(folder),
                      "photos_zero_dce_above_self_supervised": pref["lowlight_labels" if key else "lowlight"],
                      "by_set": {k: f"{w}/{m}" for k, (w, m) in by_set.items()},
-                     **val_agreement(model, a.sice, a.cache)}
+                     **agreement[name]}
     res[trained]["val_srcc_vs_own_target"] = max(r["val_srcc"] for r in log)
     print(f"{'model':26s} {'val SRCC: labels':>17s} {'rank':>6s} {'own target':>11s} {'photos Zero-DCE > Self_Supervised':>36s}")
     for name in (trained, "trained_on_labels"):
