@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .inputs import MIN_SIDE, ImageLike, InputError, check_min_size, check_pair, to_batch
@@ -50,8 +52,10 @@ class InputTypeError(InputError, TypeError):
 
 # ---------------------------------------------------------------------------------------------- options
 def _check_int(name: str, value: Any, lo: int, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    # Any integer type (numpy's too, e.g. a size computed with numpy), but not bool and not float.
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise InputError(f"{name} must be an int >= {lo}, got {value!r}{hint}")
+    value = int(value)
     if value < lo:
         raise InputError(f"{name} must be >= {lo}, got {value}{hint}")
     return value
@@ -97,7 +101,7 @@ class Options:
         from .inputs import _check_data_range, _check_grayscale_option
         from .large_images import check_max_pixels
 
-        _check_int("batch_size", batch_size, 1)
+        batch_size = _check_int("batch_size", batch_size, 1)
         _check_bool("mos", mos)
         _check_bool("tile", tile)
         dr = _check_data_range(data_range)
@@ -105,17 +109,17 @@ class Options:
             raise InputError(f"grayscale must be 'error' or 'replicate', got {grayscale!r}")
         _check_grayscale_option(grayscale)
         if max_pixels is not None:
-            check_max_pixels(max_pixels)
+            max_pixels = check_max_pixels(max_pixels)
             if tile:
                 from .large_images import tile_for_max_pixels
 
                 tile_for_max_pixels(max_pixels)  # refuses budgets too small for the documented tolerance
         if tile_above is not None:
-            check_max_pixels(tile_above)
+            tile_above = check_max_pixels(tile_above)
             from .large_images import tile_for_max_pixels
 
             tile_for_max_pixels(tile_above)
-        _check_int("batch_pixels", batch_pixels, MIN_SIDE * MIN_SIDE)
+        batch_pixels = _check_int("batch_pixels", batch_pixels, MIN_SIDE * MIN_SIDE)
         return cls(batch_size=batch_size, mos=mos, data_range=dr, grayscale=grayscale, max_pixels=max_pixels,
                    tile=tile, tile_above=tile_above, batch_pixels=batch_pixels, _validated=True)
 
@@ -170,6 +174,9 @@ def _signature(model: IACAMetric) -> tuple:
     return (*tensor_signature(model), model.arch, model.illumination, model.mos_scale, model.mos_offset, tuple(model.mos_range))
 
 
+# Inference mode off: a copy first made under torch.inference_mode() would otherwise hold inference
+# tensors, and IACALoss's backward through the cached copy would fail later.
+@torch.inference_mode(False)
 def place(model: IACAMetric, device: torch.device | None = None, dtype: torch.dtype | None = None) -> IACAMetric:
     """``model`` itself when it already lives on ``device`` with ``dtype`` (None: as it is), else a
     private copy there (cached while the original is unchanged). The caller's model is never moved,

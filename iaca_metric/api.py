@@ -24,6 +24,7 @@ _DEFAULT: dict[tuple[str, torch.dtype], IACAMetric] = {}
 _LOCK = threading.Lock()
 
 
+@torch.inference_mode(False)  # ordinary tensors even when first called under torch.inference_mode()
 def default_model(device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> IACAMetric:
     """The embedded IACA-Lite model on ``device`` (loaded once per device and dtype, then shared; do not
     modify it in place: every default-model caller in the process sees it)."""

@@ -59,7 +59,7 @@ def _validate_score_args(args: argparse.Namespace) -> None:
 def _cmd_score(args: argparse.Namespace) -> int:
     import torch
 
-    from .folder_scoring import _collect, check_out_path, pair_refs, score_files, summarize_rows
+    from .folder_scoring import check_out_path, collect_checked, score_files, summarize_rows
 
     _validate_score_args(args)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -75,12 +75,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
         threads = auto_threads() if args.threads is None else args.threads
         if threads:
             torch.set_num_threads(threads)
-        pairs = _collect(args.inputs, recursive=args.recursive)
-        files = [f for f, _ in pairs]
-        if not files:
-            print("error: no image files found in the given paths", file=sys.stderr)
-            return EXIT_RUN_FAILED
-        refs = pair_refs(files, args.ref_dir, args.inputs)
+        files, refs = collect_checked(args.inputs, args.ref_dir, args.recursive)
         check_out_path(args.out, files, refs)  # before the model is loaded or anything is scored
         model = _load_model(args.model, args.revision)
         rows = score_files(model, files, refs, out=args.out, batch_size=args.batch_size, workers=args.workers,

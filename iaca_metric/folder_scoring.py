@@ -88,6 +88,33 @@ def _collect(inputs: Sequence[str | os.PathLike], recursive: bool) -> list[tuple
     return uniq
 
 
+def check_input_paths(inputs: Sequence[str | os.PathLike], ref_dir: str | os.PathLike | None) -> None:
+    """Refuse, before any work, input paths that do not exist and a ``ref_dir`` that is not a folder
+    (InputError). A mistyped path would otherwise become an error row after the model was loaded, and a
+    mistyped ``--ref-dir`` one error row per image; files that exist but cannot be decoded stay rows."""
+    missing = [str(i) for i in inputs if not Path(i).exists()]
+    if missing:
+        raise InputError(f"input path(s) not found: {', '.join(missing[:5])}"
+                         f"{f' ... ({len(missing)} in all)' if len(missing) > 5 else ''}; check the spelling "
+                         "(inputs are image files or folders of them)")
+    if ref_dir is not None and not Path(ref_dir).is_dir():
+        what = "is a file, not a folder" if Path(ref_dir).exists() else "does not exist"
+        raise InputError(f"ref_dir {str(ref_dir)!r} {what}; pass the folder holding the low-light inputs "
+                         "(paired with the images by relative path)")
+
+
+def collect_checked(inputs: Sequence[str | os.PathLike], ref_dir: str | os.PathLike | None, recursive: bool
+                    ) -> tuple[list[Path], list[Path | None]]:
+    """The image files of ``inputs`` and their low-light inputs (see :func:`pair_refs`), after
+    :func:`check_input_paths`; InputError when no image file is found (naming where it looked)."""
+    check_input_paths(inputs, ref_dir)
+    files = [f for f, _ in _collect(inputs, recursive)]
+    if not files:
+        raise InputError(f"no image files found in {', '.join(map(str, inputs))} (image suffixes: "
+                         f"{', '.join(sorted(IMAGE_SUFFIXES))}{'' if recursive else '; sub-folders need --recursive'})")
+    return files, pair_refs(files, ref_dir, inputs)
+
+
 def relative_names(files: Sequence[Path], inputs: Sequence[str | os.PathLike] | None) -> list[str]:
     """Each file's name relative to the input folder (of ``inputs``) that holds it, else its name."""
     roots = [Path(i) for i in (inputs or []) if Path(i).is_dir()]
@@ -521,12 +548,10 @@ def score_folder(inputs: str | os.PathLike | Sequence[str | os.PathLike], ref_di
     worker_type = _check_workers(workers, worker_type)
     dev = _engine.check_device(device)
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    files, refs = collect_checked(inputs, ref_dir, recursive)
     base = _engine.check_model(model) if model is not None else None
     m = resolve_model(base, dev)
     fp, settings = model_fingerprint(base if base is not None else m), run_settings(m, opts)
-    pairs = _collect(inputs, recursive)
-    files = [f for f, _ in pairs]
-    refs = pair_refs(files, ref_dir, inputs)
     if m.requires_ref and any(r is None for r in refs):
         raise InputError("this model requires low-light inputs: pass ref_dir")
     if worker_type == "auto":

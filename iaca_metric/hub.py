@@ -177,7 +177,10 @@ def load_weights_file(model: "IACAMetric", path: str | os.PathLike, *, source: s
         raise WeightsError(f"{path}: non-finite values (NaN or Inf) in {', '.join(bad[:8])}"
                            f"{f', ... ({len(bad)} tensors)' if len(bad) > 8 else ''}; the weights are damaged. "
                            "Download or re-export them.")
-    model.load_state_dict(state, strict=True)
+    # Loading under torch.inference_mode() must still leave ordinary tensors: inference tensors have no
+    # version counter (tensor_signature) and cannot be used by IACALoss's backward pass later.
+    with torch.inference_mode(False):
+        model.load_state_dict(state, strict=True)
     model.weights_info = {"source": source, "revision": revision, "sha256": sha, "path": str(path),
                           "_signature": tensor_signature(model)}
     card = Path(path).parent / "README.md"
@@ -190,7 +193,10 @@ def tensor_signature(model: torch.nn.Module) -> tuple:
     """Identity and in-place-version counters of every parameter and buffer: equal as long as no weight
     was replaced or modified in place (``sha256`` in ``weights_info`` is valid only while it is equal)."""
     tensors = [*model.parameters(), *model.buffers()]
-    return (tuple(t._version for t in tensors), tuple(id(t) for t in tensors))
+    # An inference tensor (a weight replaced under torch.inference_mode()) has no version counter, so an
+    # in-place change to it cannot be seen: a fresh object makes the signature equal to no earlier one
+    # (every cache treats the model as changed), which is slower but never stale.
+    return (tuple(object() if t.is_inference() else t._version for t in tensors), tuple(id(t) for t in tensors))
 
 
 # ---------------------------------------------------------------------------------------------- hub
@@ -276,7 +282,8 @@ def load_pretrained(cls: type["IACAMetric"], model_id: str, *, revision: str | N
     load_weights_file(model, weights, source=source, revision=commit)
     if not local.is_dir():
         model.weights_info.pop("model_card", None)  # the hub snapshot's README is not downloaded
-    return model.to(map_location).eval()
+    with torch.inference_mode(False):  # a move under inference mode would make inference tensors
+        return model.to(map_location).eval()
 
 
 def is_hub_repo_id(text: str) -> bool:

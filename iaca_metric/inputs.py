@@ -84,6 +84,11 @@ def _check_grayscale_option(grayscale: str) -> None:
 
 
 def _check_data_range(data_range: float) -> float:
+    if isinstance(data_range, (bool, np.bool_)) or isinstance(data_range, str):
+        # float(True) == 1.0 and float("255") == 255.0 would pass silently; both are caller mistakes
+        raise InputError(
+            f"data_range must be a positive number (e.g. 1.0 or 255), got {data_range!r}"
+        )
     try:
         value = float(data_range)
     except (TypeError, ValueError):
@@ -418,6 +423,9 @@ def _numpy_to_nchw(
 
     # native byte order + contiguous: torch.from_numpy rejects the alternatives
     arr = np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("="))
+    if not arr.flags.writeable:
+        # e.g. np.asarray(PIL image): torch.from_numpy would warn that the tensor shares read-only memory
+        arr = arr.copy()
     if arr.dtype in (np.uint8, np.uint16):
         # Integer data is scaled by its dtype's full range unless the caller
         # gave data_range explicitly (e.g. 4095 for 12-bit data in uint16).

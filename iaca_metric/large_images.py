@@ -55,8 +55,10 @@ model and image (``ru_maxrss``, one run each). The price is compute: the tile in
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -80,8 +82,9 @@ _ALIGN = 32  # coarsest backbone stride: tile borders on multiples of it keep th
 def check_max_pixels(max_pixels: object) -> int:
     """Validate a ``max_pixels`` value: an int >= 1024 (a 32x32 image). Returns it; raises
     :class:`~iaca_metric.InputError` (a ValueError)."""
-    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int):
+    if isinstance(max_pixels, (bool, np.bool_)) or not isinstance(max_pixels, numbers.Integral):
         raise InputError(f"max_pixels must be an int (a pixel count), got {max_pixels!r}")
+    max_pixels = int(max_pixels)  # numpy integers too; a plain int keeps JSON provenance writable
     if max_pixels < _ALIGN * _ALIGN:
         raise InputError(f"max_pixels must be at least {_ALIGN * _ALIGN} (a 32x32 image), got {max_pixels}")
     return max_pixels
@@ -115,7 +118,9 @@ def fit_max_pixels(img: torch.Tensor, ref: torch.Tensor | None, max_pixels: int
     size = (nh, nw)
 
     def rs(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+        # Antialiased resizing has no float16/bfloat16 kernel: resize in float32, return the input's dtype.
+        y = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        return y.clamp_(0, 1).to(x.dtype)
 
     return rs(img), (rs(ref) if ref is not None else None)
 

@@ -25,10 +25,14 @@ class IACALoss(nn.Module):
         model: any :class:`IACAMetric`; default: the embedded IACA-Lite model.
         reduction: "mean" | "sum" | "none" over the batch ("none" gives shape (N,)).
         data_range: value of full white of the inputs (1.0 for [0, 1] tensors).
+        grayscale: "error" (default) or "replicate": single-channel (N, 1, H, W) images have their grey
+            channel copied into R, G and B (differentiably) instead of being refused.
 
     Inputs: ``img`` (N, 3, H, W) float in [0, data_range], H, W >= 32; ``ref`` (optional) the low-light
     inputs, same shape. Both are validated on every call (NaN/Inf, range, shape), so an enhancer that
-    drifts out of range fails loudly instead of being rewarded for it.
+    drifts out of range fails loudly instead of being rewarded for it. A non-finite loss (damaged
+    weights, or an overflow in half precision outside autocast) raises :class:`ScoreError` instead of
+    being returned, so it cannot silently poison the enhancer's weights.
 
     The quality model is frozen (``requires_grad=False``) and always in eval mode: its BatchNorm uses
     running statistics even when the surrounding module is put in ``train()`` mode. It is deliberately
@@ -42,13 +46,14 @@ class IACALoss(nn.Module):
     #: Unbounded, like the raw score it negates (see :attr:`IACAMetric.score_range`).
     score_range: tuple[float, float] = (-math.inf, math.inf)
 
-    def __init__(self, model: IACAMetric | None = None, reduction: str = "mean", data_range: float = 1.0) -> None:
+    def __init__(self, model: IACAMetric | None = None, reduction: str = "mean", data_range: float = 1.0,
+                 grayscale: str = "error") -> None:
         super().__init__()
         if reduction not in ("mean", "sum", "none"):
             raise InputError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.reduction = reduction
         # Validated here, once, the same way as every other entry point (InputError).
-        self._opts = _engine.Options.make(data_range=data_range)
+        self._opts = _engine.Options.make(data_range=data_range, grayscale=grayscale)
         self.data_range = self._opts.data_range
         if model is None:
             from .api import default_model
@@ -82,9 +87,16 @@ class IACALoss(nn.Module):
         # Half-precision images outside autocast: run in the model's (float32) dtype; .to() is
         # differentiable, and under autocast the ops cast back to half anyway.
         dtype = next(model.parameters()).dtype
-        x = torch.cat([it.img for it in items]).to(dtype)
-        r = torch.cat([it.ref for it in items]).to(dtype) if items[0].ref is not None else None
+        # Cast each part before joining: img and ref may arrive in different float dtypes.
+        x = torch.cat([it.img.to(dtype) for it in items])
+        r = torch.cat([it.ref.to(dtype) for it in items]) if items[0].ref is not None else None
         loss = -model(x, r)
+        if not bool(torch.isfinite(loss.detach()).all()):
+            bad = (~torch.isfinite(loss.detach())).nonzero().flatten().tolist()
+            raise _engine.ScoreError(
+                f"IACALoss: the quality model gave a non-finite score for image(s) {bad[:8]} of the batch; its "
+                "weights are damaged (check `iaca-metric info` against the published sha256) or the computation "
+                "overflowed (half precision: run under torch.autocast, or in float32)")
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":

@@ -110,6 +110,9 @@ class IACAMetric(
     #: The raw score is unbounded (an interval scale learned with a norm-in-norm loss); see ``mos_range``.
     score_range: tuple[float, float] = (-math.inf, math.inf)
 
+    # Built with inference mode off even inside ``torch.inference_mode()``: weights created as inference
+    # tensors could never be loaded into afterwards, tracked for changes, or used by IACALoss's backward.
+    @torch.inference_mode(False)
     def __init__(
         self,
         arch: str | None = None,
