@@ -87,7 +87,8 @@ def score(img: ImageLike | Sequence[ImageLike], ref: ImageLike | Sequence[ImageL
             images within one tile (or within ``max_pixels``) are scored whole, as without ``tile``.
 
     Returns:
-        A Python float for one image; a float32 CPU tensor of shape (N,) for several, in input order.
+        A Python float for one image (a path, PIL image, HWC array or CHW tensor); a float32 CPU tensor
+        of shape (N,), in input order, for a list or an NCHW tensor, even when N is 1.
         A batch's scores do not depend on what else is in the batch (BatchNorm uses running statistics).
 
     Raises:

@@ -580,9 +580,11 @@ def to_batch(
         * ``batch`` is one ``(N, 3, H, W)`` tensor when all images have the same
           size, dtype and device, otherwise a list of ``(1, 3, H_i, W_i)``
           tensors in input order.
-        * ``is_single`` is True when ``items`` is *not* a list/tuple and is not
-          an NCHW tensor with ``N > 1``, i.e. the caller gave one image and
-          expects one score back (a list of one image gives ``False``).
+        * ``is_single`` is True when ``items`` is *not* a list/tuple and not a
+          4-D (NCHW) tensor, i.e. the caller gave one image and expects one
+          score back. A list of one image and an NCHW batch with ``N == 1``
+          give ``False``: a batch gets a batch of scores back whatever its
+          size (the last batch of a DataLoader may hold one image).
 
     Raises:
         InputError: an empty list, a nested list, a list item that is itself a
@@ -617,7 +619,7 @@ def to_batch(
             return torch.cat(tensors, dim=0), False
         return tensors, False
     t = to_tensor(items, data_range=data_range, grayscale=grayscale, name=name)
-    return t, t.shape[0] == 1
+    return t, not (isinstance(items, torch.Tensor) and items.ndim == 4)
 
 
 def check_pair(

@@ -67,13 +67,15 @@ def test_all_input_types_give_the_same_score(image_model, pics, tmp_path) -> Non
         "numpy float32": u8.astype(np.float32) / 255,
         "numpy float64": u8.astype(np.float64) / 255,
         "torch CHW": chw,
-        "torch NCHW": chw[None],
     }
     ref_score = score(u8, model=image_model)
     for name, v in variants.items():
         s = score(v, model=image_model)
         assert isinstance(s, float), name
         assert s == pytest.approx(ref_score, abs=1e-6), name
+    nchw = score(chw[None], model=image_model)  # a batch of one: a batch of scores
+    assert isinstance(nchw, torch.Tensor) and nchw.shape == (1,)
+    assert float(nchw[0]) == pytest.approx(ref_score, abs=1e-6)
     # uint16 holding the same picture (v * 257 maps 255 -> 65535 exactly)
     u16 = u8.astype(np.uint16) * 257
     assert score(u16, model=image_model) == pytest.approx(ref_score, abs=1e-6)

@@ -274,7 +274,7 @@ def test_to_batch_single_and_lists() -> None:
     t, single = to_batch(torch.rand(3, 8, 8))
     assert single and t.shape == (1, 3, 8, 8)
     t, single = to_batch(torch.rand(1, 3, 8, 8))
-    assert single
+    assert not single and t.shape == (1, 3, 8, 8)  # a batch (of one) gets a batch of scores back
     t, single = to_batch(torch.rand(4, 3, 8, 8))
     assert not single and t.shape[0] == 4
     t, single = to_batch([_rgb_u8(8, 8)])

@@ -527,7 +527,7 @@ def test_float64_loss_does_not_change_the_shared_or_callers_model() -> None:
         assert v.dtype == torch.float64 and x.grad is not None
     assert next(shared.parameters()).dtype == torch.float32
     assert next(mine.parameters()).dtype == torch.float32
-    assert isinstance(iaca_metric.score(torch.rand(1, 3, 64, 64)), float)
+    assert isinstance(iaca_metric.score(torch.rand(3, 64, 64)), float)
 
 
 def test_hub_repo_id_with_a_dot_is_looked_up(hub_endpoint, tmp_path) -> None:

@@ -54,7 +54,7 @@ assert not any(p.is_inference() for p in own.parameters())
 xg = x.double().clone().requires_grad_(True)
 iaca_metric.IACALoss()(xg, r.double()).backward()
 assert float(xg.grad.abs().sum()) > 0
-print(s_inf, iaca_metric.score(x, r), -s_inf64)
+print(float(s_inf[0]), float(iaca_metric.score(x, r)[0]), -s_inf64)
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -222,3 +222,15 @@ def test_loss_under_cpu_bf16_autocast_with_a_half_ref(model) -> None:
     assert bool(torch.isfinite(v.detach())) and float(xg.grad.abs().sum()) > 0
     ref = IACALoss(model)(x, r.half().float())
     assert float(v.detach()) == pytest.approx(float(ref), abs=0.05 * max(1.0, abs(float(ref))))
+
+
+def test_an_nchw_batch_of_one_gets_a_tensor_back(model) -> None:
+    """Defect: score() of an (N, 3, H, W) batch returned a float when N was 1 (a DataLoader's last batch),
+    so code collecting batch scores with torch.cat broke on it."""
+    x, r = _pair(seed=9)
+    batches = [iaca_metric.score(torch.cat([x, x]), torch.cat([r, r]), model=model),
+               iaca_metric.score(x, r, model=model)]
+    assert all(isinstance(b, torch.Tensor) for b in batches)
+    assert [tuple(b.shape) for b in batches] == [(2,), (1,)]
+    one = iaca_metric.score(x[0], r[0], model=model)  # a CHW tensor is one image: one float
+    assert isinstance(one, float) and one == float(batches[1][0])
