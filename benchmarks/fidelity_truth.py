@@ -39,81 +39,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
-from iaca_metric.evaluation.correlation import psnr_ssim_rank, spearman  # noqa: E402
-from iaca_metric.training.families import BASE_NAME  # noqa: E402
-
-
-def _read_groups(index: Path, split: str | None = None) -> dict[str, list[dict]]:
-    """``index.jsonl`` rows grouped by scene group, in file order (only ``split`` when given)."""
-    by: dict[str, list[dict]] = defaultdict(list)
-    for ln in index.read_text(encoding="utf-8").splitlines():
-        if ln.strip():
-            r = json.loads(ln)
-            if split is None or r["split"] == split:
-                by[r["group"]].append(r)
-    return by
-
-
-def _rank(group: list[dict]) -> np.ndarray:
-    return psnr_ssim_rank([r["m_psnr"] for r in group], [r["m_ssim_rgb"] for r in group])
-
-
-def _z(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    return (x - x.mean()) / (x.std() + 1e-12)
-
-
-def blended_target(group: list[dict], rank_weight: float, gap: float = 0.1,
-                   self_supervised_gap: float | None = None) -> np.ndarray:
-    """Training target (n,) of one group's ``index.jsonl`` rows (``score``, ``m_psnr``, ``m_ssim_rgb``,
-    ``candidate``, ``kind``): ``(1 - rank_weight) * z(labels) + rank_weight * z(PSNR+SSIM rank)``, then the
-    human-fact rules, in units of the within-group standard deviation: each synthetic failure at most its
-    clean base (``families.BASE_NAME``) minus ``gap``; Self_Supervised at most official Zero-DCE minus
-    ``self_supervised_gap`` (default ``gap``); the unenhanced input at most the lowest clean enhancement
-    (methods and networks) minus ``gap``. A rule whose anchor is missing from the group does not apply."""
-    if not 0.0 <= rank_weight <= 1.0:
-        raise ValueError(f"rank_weight must be in [0, 1], got {rank_weight}")
-    ss_gap = gap if self_supervised_gap is None else self_supervised_gap
-    labels = np.array([r["score"] for r in group], dtype=np.float64)
-    t = (1.0 - rank_weight) * _z(labels) + rank_weight * _z(_rank(group))
-    names = [r["candidate"] for r in group]
-    if BASE_NAME in names:  # rules applied in this order: failures, then networks, then the input
-        base = t[names.index(BASE_NAME)]
-        for i, r in enumerate(group):
-            if r["kind"] == "failure":
-                t[i] = min(t[i], base - gap)
-    if "zero_dce" in names and "self_supervised" in names:
-        i, j = names.index("self_supervised"), names.index("zero_dce")
-        t[i] = min(t[i], t[j] - ss_gap)
-    enhanced = [i for i, r in enumerate(group) if r["kind"] in ("method", "network")]
-    if enhanced:
-        for i, r in enumerate(group):
-            if r["kind"] == "input":
-                t[i] = min(t[i], t[enhanced].min() - gap)
-    return t
-
-
-def write_fidelity_index(index: Path, out: Path, rank_weight: float = 1.0, gap: float = 0.1,
-                         self_supervised_gap: float | None = None) -> int:
-    """Copy ``index`` to ``out`` with every score replaced by its group's PSNR+SSIM rank (0 worst, 1 best;
-    ``rank_weight`` 1) or by :func:`blended_target` (``rank_weight`` below 1), and paths made absolute.
-    Returns the number of groups."""
-    by = _read_groups(index)
-    base = index.parent.resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        for group in by.values():
-            if rank_weight >= 1.0:
-                target = _rank(group)
-            else:
-                target = blended_target(group, rank_weight, gap, self_supervised_gap)
-            for r, v in zip(group, target):
-                r = {**r, "score": float(v)}
-                for k in ("path", "low", "ref"):
-                    if r.get(k):
-                        r[k] = str(base / r[k])
-                fh.write(json.dumps(r) + "\n")
-    return len(by)
+from iaca_metric.evaluation.correlation import spearman  # noqa: E402
+from iaca_metric.training.target_blend import (  # noqa: E402,F401 (re-exported for the tests)
+    _z, blended_target, group_rank as _rank, read_groups as _read_groups, write_target_index as write_fidelity_index)
 
 
 def val_agreement(models: dict[str, object], index: Path, cache: Path) -> dict[str, dict]:

@@ -32,8 +32,8 @@ DEFAULT_MODEL_NAME = "iaca-lite-sice"
 # model, so a damaged or edited installation fails loudly instead of scoring with flipped bits or a
 # changed MOS map. Shipping a new model means updating exactly this pair (tests/test_default_model.py
 # reads the shipped files and checks them against it).
-DEFAULT_MODEL_SHA256 = "0c06f7a81b8e36858e2192588f19e07d7ed78828065df9f21823dc529f3690c8"  # model.safetensors
-DEFAULT_CONFIG_SHA256 = "be7ee29cc023dffd289960b4e1f18321afcd5db6a218b50d48204b19c1e5d865"  # config.json
+DEFAULT_MODEL_SHA256 = "a228cda342300903761b1d8b11fb1b6ba8c8e424991a62186637605f127dc892"  # model.safetensors
+DEFAULT_CONFIG_SHA256 = "959f810463cf7915466e93532e4accb3f26e6578e04a8018ede2c54a153ae3e6"  # config.json
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")

@@ -89,3 +89,21 @@ def test_write_fidelity_index_rank_and_blend(tmp_path):
                                                              [r["m_ssim_rgb"] for r in rows[:8]]))
         else:
             np.testing.assert_allclose(first, ft.blended_target(rows[:8], 0.5))
+
+
+def test_labels_v11_command_writes_the_shipped_blend(tmp_path):
+    """`python -m iaca_metric.training.target_blend` (step 2 of reproduce) writes labels v11 with the
+    shipped constants: the blend at W = 0.8 with the Self_Supervised gap of 2, the rules holding."""
+    from iaca_metric.training import target_blend as tb
+
+    assert (tb.RANK_WEIGHT, tb.GAP, tb.SELF_SUPERVISED_GAP) == (0.8, 0.1, 2.0)
+    rows = _group("s001/2")
+    index = tmp_path / "sice" / "index.jsonl"
+    index.parent.mkdir()
+    index.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "labels_v11" / "index.jsonl"
+    assert tb.main([str(index), str(out)]) == 0
+    got = np.array([json.loads(ln)["score"] for ln in out.read_text().splitlines()])
+    np.testing.assert_allclose(got, tb.blended_target(rows, 0.8, 0.1, 2.0))
+    names = [r["candidate"] for r in rows]
+    assert got[names.index("self_supervised")] <= got[names.index("zero_dce")] - 2.0 + 1e-12

@@ -28,7 +28,7 @@ tags:
 - low-light-enhancement
 - iaca
 ---
-# IACA-Lite 2.4 (SICE)
+# IACA-Lite 2.5 (SICE)
 
 The default model of `iaca-metric`: the IACA design (Chen et al., "Gap-closing Matters", IEEE TMM 2023:
 illumination-map-modulated stride-16 and stride-32 features, mean/std pooling with content-adaptive
@@ -65,13 +65,19 @@ never repairs colour), and the unenhanced input ranks below every clean enhancem
 are checked against human facts before training (every failure loses to its clean base; SQUARE-LOL's
 observers prefer Zero-DCE to Self_Supervised); `docs/training_data.md` gives the rules, why they
 approximate people, the checks' numbers and where they may still differ.
+The training target is labels v11 (`iaca_metric.training.target_blend`): within each group,
+0.2 z(labels) + 0.8 z(PSNR+SSIM rank against the well-exposed capture), with the same human facts imposed
+as rules (each failure at least 0.1 group standard deviations below its clean base, the input 0.1 below
+every clean enhancement, Self_Supervised 2 below official Zero-DCE); they pass every label check on
+100 % of the train, validation and test groups. The MOS map is still fitted on the validation scenes'
+win-rate labels, so `mos` stays on the 0-1 within-scene win-rate scale.
 Scene-level split (committed lists in `iaca_metric/training/splits/`): {n_train} train, {n_val}
 validation, {n_test} test groups; the test scenes were never used for training or label tuning (the notes
 below say how model selection relates to them).
 
 ## Recipe
 
-`iaca-metric train --data SICE_BUILD --run RUN {train_args}` (seeded, resumable): frozen ImageNet trunk
+`iaca-metric train --data LABELS_V11 --run RUN {train_args}` (seeded, resumable): frozen ImageNet trunk
 up to the stride-{freeze_s} tap with features cached once, the rest trained with the release's
 norm-in-norm loss (p=1, q=2) taken within each scene, head weights 0.1/0.1/1, AdamW, cosine schedule,
 low-light input withheld with probability {p_no_ref} so the model also scores without it. Model
