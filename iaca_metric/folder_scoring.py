@@ -78,7 +78,8 @@ def _collect(inputs: Sequence[str | os.PathLike], recursive: bool) -> list[tuple
             found = sorted(f for f in it if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
             out += [(f, f.relative_to(p).as_posix()) for f in found]
         else:
-            out.append((p, p.name))  # an unreadable file given directly becomes its error row (missing paths: check_input_paths)
+            # An unreadable file given directly becomes its error row (missing paths: check_input_paths).
+            out.append((p, p.name))
     seen: set[Path] = set()
     uniq = []
     for f, rel in out:
