@@ -91,8 +91,9 @@ class IACALoss(nn.Module):
         x = torch.cat([it.img.to(dtype) for it in items])
         r = torch.cat([it.ref.to(dtype) for it in items]) if items[0].ref is not None else None
         loss = -model(x, r)
-        if not bool(torch.isfinite(loss.detach()).all()):
-            bad = (~torch.isfinite(loss.detach())).nonzero().flatten().tolist()
+        finite = torch.isfinite(loss.detach())
+        if not bool(finite.all()):
+            bad = (~finite).nonzero().flatten().tolist()
             raise _engine.ScoreError(
                 f"IACALoss: the quality model gave a non-finite score for image(s) {bad[:8]} of the batch; its "
                 "weights are damaged (check `iaca-metric info` against the published sha256) or the computation "
