@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
-from .inputs import MIN_SIDE, ImageLike, InputError, check_min_size, check_pair, to_batch
+from .inputs import MIN_SIDE, ImageLike, InputError, check_int, check_min_size, check_pair, to_batch
 from .model import IACAMetric
 
 __all__ = ["Options", "Item", "ScoreError", "InputTypeError", "prepare", "place", "run", "check_model",
@@ -46,21 +44,16 @@ class ScoreError(RuntimeError):
     score is never returned or written: it means damaged weights or an overflow (e.g. float16)."""
 
 
+#: Why a score can be non-finite and what to do, shared by every message that reports one.
+NON_FINITE_CAUSE = ("its weights are damaged (check `iaca-metric info` against the published sha256) or the "
+                    "computation overflowed (half precision: run under torch.autocast, or in float32)")
+
+
 class InputTypeError(InputError, TypeError):
     """An argument of the wrong type: both an :class:`InputError` and a ``TypeError``."""
 
 
 # ---------------------------------------------------------------------------------------------- options
-def _check_int(name: str, value: Any, lo: int, hint: str = "") -> int:
-    # Any integer type (numpy's too, e.g. a size computed with numpy), but not bool and not float.
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be an int >= {lo}, got {value!r}{hint}")
-    value = int(value)
-    if value < lo:
-        raise InputError(f"{name} must be >= {lo}, got {value}{hint}")
-    return value
-
-
 def _check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise InputError(f"{name} must be True or False, got {value!r}")
@@ -101,7 +94,7 @@ class Options:
         from .inputs import _check_data_range, _check_grayscale_option
         from .large_images import check_max_pixels
 
-        batch_size = _check_int("batch_size", batch_size, 1)
+        batch_size = check_int("batch_size", batch_size, 1)
         _check_bool("mos", mos)
         _check_bool("tile", tile)
         dr = _check_data_range(data_range)
@@ -119,7 +112,7 @@ class Options:
             from .large_images import tile_for_max_pixels
 
             tile_for_max_pixels(tile_above)
-        batch_pixels = _check_int("batch_pixels", batch_pixels, MIN_SIDE * MIN_SIDE)
+        batch_pixels = check_int("batch_pixels", batch_pixels, MIN_SIDE * MIN_SIDE)
         return cls(batch_size=batch_size, mos=mos, data_range=dr, grayscale=grayscale, max_pixels=max_pixels,
                    tile=tile, tile_above=tile_above, batch_pixels=batch_pixels, _validated=True)
 
@@ -335,9 +328,7 @@ def run(model: IACAMetric, items: list[Item], opts: Options) -> tuple[torch.Tens
             v = float(s[k])
             if not math.isfinite(v):
                 errors[i] = ScoreError(
-                    f"{items[i].name}: the model gave a non-finite score ({v}); its weights are damaged (check "
-                    "`iaca-metric info` against the published sha256) or the computation overflowed "
-                    "(half precision)")
+                    f"{items[i].name}: the model gave a non-finite score ({v}); {NON_FINITE_CAUSE}")
             else:
                 out[i] = s[k]
 

@@ -43,12 +43,12 @@ def _validate_score_args(args: argparse.Namespace) -> None:
     from . import _engine
     from .folder_scoring import _folder_options
 
-    from .inputs import InputError
+    from .inputs import InputError, check_int
 
     _folder_options(args.batch_size, "replicate" if args.grayscale else "error", args.max_pixels, args.tile)
-    _engine._check_int("--workers", args.workers, 0)
+    check_int("--workers", args.workers, 0)
     if args.threads is not None:
-        _engine._check_int("--threads", args.threads, 0, " (0 = torch's default)")
+        check_int("--threads", args.threads, 0, " (0 = torch's default)")
     if not args.device:
         raise InputError("--device is empty; use e.g. cpu or cuda")
     _engine.check_device(args.device)

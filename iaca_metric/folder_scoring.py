@@ -38,7 +38,7 @@ import torch
 import torch.distributed as dist
 
 from . import _engine
-from .inputs import MIN_SIDE, InputError, check_min_size, check_pair, load_image
+from .inputs import MIN_SIDE, InputError, check_int, check_min_size, check_pair, load_image
 from .model import IACAMetric
 
 __all__ = ["IMAGE_SUFFIXES", "OUTPUT_SUFFIXES", "FIELDS", "FOLDER_TILE_ABOVE", "RunError", "collect_images",
@@ -467,7 +467,7 @@ def _dist_info() -> tuple[int, int]:
 
 
 def _check_workers(workers: Any, worker_type: Any) -> str:
-    _engine._check_int("workers", workers, 0)
+    check_int("workers", workers, 0)
     if worker_type not in ("auto", "threads", "processes"):
         raise InputError(f"worker_type must be 'auto', 'threads' or 'processes', got {worker_type!r}")
     return worker_type

@@ -15,6 +15,7 @@ Conventions used throughout the package:
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import struct
@@ -74,6 +75,18 @@ class ImageNotFoundError(InputError, FileNotFoundError):
 # ---------------------------------------------------------------------------
 # small argument checks
 # ---------------------------------------------------------------------------
+
+
+def check_int(name: str, value: object, lo: int, hint: str = "") -> int:
+    """Validate an integer option: any integer type (numpy's too, e.g. a size computed with numpy), but
+    not bool and not float, and ``>= lo``. Returns it as a plain ``int`` (so provenance stays JSON-writable);
+    raises :class:`InputError` naming the option, the bound and ``hint`` (e.g. what the value means)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name} must be an int >= {lo}, got {value!r}{hint}")
+    value = int(value)
+    if value < lo:
+        raise InputError(f"{name} must be >= {lo}, got {value}{hint}")
+    return value
 
 
 def _check_grayscale_option(grayscale: str) -> None:

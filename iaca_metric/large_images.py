@@ -55,14 +55,12 @@ model and image (``ru_maxrss``, one run each). The price is compute: the tile in
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .inputs import InputError
+from .inputs import InputError, check_int
 from .model import IACAMetric, IACAOutput
 
 __all__ = ["fit_max_pixels", "check_max_pixels", "forward_all_tiled", "score_tiled", "tile_spans",
@@ -82,12 +80,8 @@ _ALIGN = 32  # coarsest backbone stride: tile borders on multiples of it keep th
 def check_max_pixels(max_pixels: object) -> int:
     """Validate a ``max_pixels`` value: an int >= 1024 (a 32x32 image). Returns it; raises
     :class:`~iaca_metric.InputError` (a ValueError)."""
-    if isinstance(max_pixels, (bool, np.bool_)) or not isinstance(max_pixels, numbers.Integral):
-        raise InputError(f"max_pixels must be an int (a pixel count), got {max_pixels!r}")
-    max_pixels = int(max_pixels)  # numpy integers too; a plain int keeps JSON provenance writable
-    if max_pixels < _ALIGN * _ALIGN:
-        raise InputError(f"max_pixels must be at least {_ALIGN * _ALIGN} (a 32x32 image), got {max_pixels}")
-    return max_pixels
+    return check_int("max_pixels", max_pixels, _ALIGN * _ALIGN,
+                     f" (a pixel count; {_ALIGN * _ALIGN} is a {_ALIGN}x{_ALIGN} image)")
 
 
 def fit_max_pixels(img: torch.Tensor, ref: torch.Tensor | None, max_pixels: int

@@ -95,9 +95,8 @@ class IACALoss(nn.Module):
         if not bool(finite.all()):
             bad = (~finite).nonzero().flatten().tolist()
             raise _engine.ScoreError(
-                f"IACALoss: the quality model gave a non-finite score for image(s) {bad[:8]} of the batch; its "
-                "weights are damaged (check `iaca-metric info` against the published sha256) or the computation "
-                "overflowed (half precision: run under torch.autocast, or in float32)")
+                f"IACALoss: the quality model gave a non-finite score for image(s) {bad[:8]} of the batch; "
+                f"{_engine.NON_FINITE_CAUSE}")
         if self.reduction == "mean":
             return loss.mean()
         if self.reduction == "sum":

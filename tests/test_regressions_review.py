@@ -159,10 +159,13 @@ def test_loss_refuses_a_non_finite_score() -> None:
     with torch.no_grad():
         m.regression.bias.fill_(float("nan"))
     x, r = _pair(seed=4)
-    with pytest.raises(ScoreError, match="non-finite"):
+    with pytest.raises(ScoreError, match="non-finite") as loss_err:
         IACALoss(m)(x.requires_grad_(True), r)
-    with pytest.raises(ScoreError):
+    with pytest.raises(ScoreError) as score_err:
         iaca_metric.score(x.detach(), r, model=m)  # the same verdict as score()
+    for e in (loss_err, score_err):  # both name the same causes and fixes
+        msg = str(e.value)
+        assert "iaca-metric info" in msg and "sha256" in msg and "torch.autocast" in msg, msg
 
 
 def test_loss_grayscale_replicate(model) -> None:
@@ -209,6 +212,12 @@ def test_numpy_integers_and_bool_data_range(model, tmp_path) -> None:
 
     opts = Options.make(batch_size=np.int64(3), max_pixels=np.int64(4096))
     assert type(opts.batch_size) is int and type(opts.max_pixels) is int
+    for bad, why in ((True, "must be an int >= 1024"), (4096.0, "must be an int >= 1024"),
+                     (np.int64(1000), "must be >= 1024, got 1000 .*32x32")):
+        with pytest.raises(InputError, match="max_pixels " + why):
+            Options.make(max_pixels=bad)
+    with pytest.raises(InputError, match="workers must be >= 0, got -1"):
+        list(iaca_metric.score_folder(tmp_path, model=model, workers=-1))
     json.dumps(opts.settings())  # provenance stays writable
 
 
