@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 
 from iaca_metric.evaluation.correlation import spearman  # noqa: E402
-from iaca_metric.training.target_blend import (  # noqa: E402,F401 (re-exported for the tests)
-    _z, blended_target, group_rank as _rank, read_groups as _read_groups, write_target_index as write_fidelity_index)
+from iaca_metric.training.target_blend import group_rank, read_groups, write_target_index  # noqa: E402
 
 
 def val_agreement(models: dict[str, object], index: Path, cache: Path) -> dict[str, dict]:
@@ -51,11 +49,11 @@ def val_agreement(models: dict[str, object], index: Path, cache: Path) -> dict[s
     shared by all the models, so they are loaded once)."""
     from iaca_metric.training import train
 
-    by = _read_groups(index, "val")
+    by = read_groups(index, "val")
     recs = train.read_sice_index(index, split="val")
     feats = train.build_cache(next(iter(models.values())), recs, cache, "stride32", None, "val",
                               max_candidates=None, trunk_tag="bf16")
-    truths = {g: ([r["score"] for r in group], _rank(group)) for g, group in by.items()}
+    truths = {g: ([r["score"] for r in group], group_rank(group)) for g, group in by.items()}
     out = {}
     for name, model in models.items():
         _, per = train.evaluate_cached(model, feats, "stride32", with_low=True)
@@ -99,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from iaca_metric.training import train
     from iaca_metric.training.reproduce import TRAIN_ARGS
 
-    n = write_fidelity_index(a.sice, a.work / "data" / "index.jsonl", a.rank_weight, a.gap, a.self_supervised_gap)
+    n = write_target_index(a.sice, a.work / "data" / "index.jsonl", a.rank_weight, a.gap, a.self_supervised_gap)
     run = a.work / "run"
     train.main(["--data", str(a.work / "data"), "--run", str(run), "--cache", str(a.cache),
                 "--threads", str(a.threads), *TRAIN_ARGS])

@@ -98,8 +98,6 @@ class Options:
         _check_bool("mos", mos)
         _check_bool("tile", tile)
         dr = _check_data_range(data_range)
-        if not isinstance(grayscale, str):
-            raise InputError(f"grayscale must be 'error' or 'replicate', got {grayscale!r}")
         _check_grayscale_option(grayscale)
         if max_pixels is not None:
             max_pixels = check_max_pixels(max_pixels)

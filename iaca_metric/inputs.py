@@ -90,7 +90,8 @@ def check_int(name: str, value: object, lo: int, hint: str = "") -> int:
 
 
 def _check_grayscale_option(grayscale: str) -> None:
-    if grayscale not in ("error", "replicate"):
+    # The type first: `in` on a non-string (e.g. a numpy array) could raise its own error or match oddly.
+    if not isinstance(grayscale, str) or grayscale not in ("error", "replicate"):
         raise InputError(
             f"grayscale must be 'error' or 'replicate', got {grayscale!r}"
         )

@@ -1,5 +1,6 @@
-"""The training targets of benchmarks/fidelity_truth.py: the PSNR+SSIM rank and the rule-bound blend of it
-with the labels (pure numpy on fabricated index rows; no data, no training)."""
+"""The training targets of benchmarks/fidelity_truth.py and labels v11 (iaca_metric.training.target_blend):
+the PSNR+SSIM rank and the rule-bound blend of it with the labels (pure numpy on fabricated index rows; no
+data, no training)."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from iaca_metric.evaluation.correlation import psnr_ssim_rank, spearman
+from iaca_metric.training import target_blend as tb
+from iaca_metric.training.families import BASE_NAME
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import fidelity_truth as ft  # noqa: E402
-
-from iaca_metric.evaluation.correlation import psnr_ssim_rank, spearman  # noqa: E402
-from iaca_metric.training.families import BASE_NAME  # noqa: E402
 
 
 def _group(gid: str = "s001/2") -> list[dict]:
@@ -39,8 +38,8 @@ def test_blend_endpoints_follow_each_truth():
     labels = [r["score"] for r in g]
     rank = psnr_ssim_rank([r["m_psnr"] for r in g], [r["m_ssim_rgb"] for r in g])
     # weight 0 on these labels: the rules already hold, so the target orders exactly like the labels
-    assert spearman(ft.blended_target(g, 0.0), labels) == pytest.approx(1.0)
-    t1 = ft.blended_target(g, 1.0)
+    assert spearman(tb.blended_target(g, 0.0), labels) == pytest.approx(1.0)
+    t1 = tb.blended_target(g, 1.0)
     # weight 1: the rank, except where the rules override it; the methods keep the rank's order
     methods = [i for i, r in enumerate(g) if r["kind"] == "method"]
     assert spearman(t1[methods], rank[methods]) == pytest.approx(1.0)
@@ -51,7 +50,7 @@ def test_blend_endpoints_follow_each_truth():
 def test_blend_rules_hold_with_their_gaps(weight):
     g = _group()
     names = [r["candidate"] for r in g]
-    t = ft.blended_target(g, weight, gap=0.2, self_supervised_gap=0.7)
+    t = tb.blended_target(g, weight, gap=0.2, self_supervised_gap=0.7)
     base = t[names.index(BASE_NAME)]
     for i, r in enumerate(g):
         if r["kind"] == "failure":
@@ -69,17 +68,17 @@ def test_blend_rules_hold_with_their_gaps(weight):
 
 def test_blend_rejects_a_weight_outside_0_1():
     with pytest.raises(ValueError, match="rank_weight"):
-        ft.blended_target(_group(), 1.5)
+        tb.blended_target(_group(), 1.5)
 
 
-def test_write_fidelity_index_rank_and_blend(tmp_path):
+def test_write_target_index_rank_and_blend(tmp_path):
     rows = _group("s001/2") + _group("s002/3")
     index = tmp_path / "sice" / "index.jsonl"
     index.parent.mkdir()
     index.write_text("".join(json.dumps(r) + "\n" for r in rows))
     for weight in (1.0, 0.5):
         out = tmp_path / f"w{weight}" / "index.jsonl"
-        assert ft.write_fidelity_index(index, out, rank_weight=weight) == 2
+        assert tb.write_target_index(index, out, rank_weight=weight) == 2
         got = [json.loads(ln) for ln in out.read_text().splitlines()]
         assert [r["candidate"] for r in got] == [r["candidate"] for r in rows]
         assert all(Path(r["path"]).is_absolute() and r["path"].endswith(o["path"]) for r, o in zip(got, rows))
@@ -88,14 +87,12 @@ def test_write_fidelity_index_rank_and_blend(tmp_path):
             np.testing.assert_allclose(first, psnr_ssim_rank([r["m_psnr"] for r in rows[:8]],
                                                              [r["m_ssim_rgb"] for r in rows[:8]]))
         else:
-            np.testing.assert_allclose(first, ft.blended_target(rows[:8], 0.5))
+            np.testing.assert_allclose(first, tb.blended_target(rows[:8], 0.5))
 
 
 def test_labels_v11_command_writes_the_shipped_blend(tmp_path):
     """`python -m iaca_metric.training.target_blend` (step 2 of reproduce) writes labels v11 with the
     shipped constants: the blend at W = 0.8 with the Self_Supervised gap of 2, the rules holding."""
-    from iaca_metric.training import target_blend as tb
-
     assert (tb.RANK_WEIGHT, tb.GAP, tb.SELF_SUPERVISED_GAP) == (0.8, 0.1, 2.0)
     rows = _group("s001/2")
     index = tmp_path / "sice" / "index.jsonl"
@@ -107,3 +104,11 @@ def test_labels_v11_command_writes_the_shipped_blend(tmp_path):
     np.testing.assert_allclose(got, tb.blended_target(rows, 0.8, 0.1, 2.0))
     names = [r["candidate"] for r in rows]
     assert got[names.index("self_supervised")] <= got[names.index("zero_dce")] - 2.0 + 1e-12
+
+
+def test_benchmark_writes_the_same_targets_as_the_recipe():
+    """benchmarks/fidelity_truth.py trains on the targets the shipped recipe writes (one implementation)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import fidelity_truth as ft
+
+    assert ft.write_target_index is tb.write_target_index and ft.read_groups is tb.read_groups

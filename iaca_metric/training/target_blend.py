@@ -36,6 +36,7 @@ GAP = 0.1
 #: 290 scenes) on real photos, which the rank alone contradicts (docs/training_data.md).
 SELF_SUPERVISED_GAP = 2.0
 
+
 def read_groups(index: Path, split: str | None = None) -> dict[str, list[dict]]:
     """``index.jsonl`` rows grouped by scene group, in file order (only ``split`` when given)."""
     by: dict[str, list[dict]] = defaultdict(list)
@@ -57,7 +58,7 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-12)
 
 
-def blended_target(group: list[dict], rank_weight: float, gap: float = 0.1,
+def blended_target(group: list[dict], rank_weight: float, gap: float = GAP,
                    self_supervised_gap: float | None = None) -> np.ndarray:
     """Training target (n,) of one group's ``index.jsonl`` rows (``score``, ``m_psnr``, ``m_ssim_rgb``,
     ``candidate``, ``kind``): ``(1 - rank_weight) * z(labels) + rank_weight * z(PSNR+SSIM rank)``, then the
@@ -87,8 +88,8 @@ def blended_target(group: list[dict], rank_weight: float, gap: float = 0.1,
     return t
 
 
-def write_target_index(index: Path, out: Path, rank_weight: float = 1.0, gap: float = 0.1,
-                         self_supervised_gap: float | None = None) -> int:
+def write_target_index(index: Path, out: Path, rank_weight: float = 1.0, gap: float = GAP,
+                       self_supervised_gap: float | None = None) -> int:
     """Copy ``index`` to ``out`` with every score replaced by its group's PSNR+SSIM rank (0 worst, 1 best;
     ``rank_weight`` 1) or by :func:`blended_target` (``rank_weight`` below 1), and paths made absolute.
     Returns the number of groups."""
